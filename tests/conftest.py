@@ -1,0 +1,36 @@
+"""Shared fixtures: the real sample data folder and a small demo dataset built once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from wamdata.demo import load_config, run_demo
+
+REAL_DATA = Path(os.environ.get("WAMDATA_REAL_DATA", Path(__file__).resolve().parents[2] / "shared/data/real"))
+
+
+def small_demo_config() -> dict:
+    """The packaged demo config, shrunk: enough episodes for several shards per source, fast to build."""
+    config = load_config(None)
+    config["sources"]["toy_robot"]["episodes"] = 30
+    config["sources"]["toy_human"]["episodes"] = 12
+    config["shard_bytes"] = 60_000
+    return config
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    if not REAL_DATA.is_dir():
+        pytest.fail(f"real sample data not found at {REAL_DATA} (set WAMDATA_REAL_DATA)")
+    return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def demo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("demo") / "toy"
+    result = run_demo(small_demo_config(), out=root, progress=False)
+    assert result.problems == []
+    return root

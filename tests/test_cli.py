@@ -1,0 +1,46 @@
+"""The `wamdata` command line, run as a user runs it (a subprocess of the installed entry point)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from conftest import small_demo_config
+
+
+def wamdata(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wamdata.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_demo_prints_its_summary_and_validates(tmp_path: Path) -> None:
+    config = small_demo_config()
+    config_path = tmp_path / "demo.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    result = wamdata("-q", "demo", "--config", str(config_path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    robot = next(line.split() for line in lines if line.startswith("toy_robot"))
+    assert robot[:4] == ["toy_robot", "sim", "toy_pusher", "30"]
+    total = next(line.split() for line in lines if line.startswith("total"))
+    assert total[1] == "42"
+    assert "validate: ok (42 episodes" in result.stdout
+    assert (tmp_path / "out" / "dataset.json").exists()
+
+
+def test_inspect_shows_sources_slices_and_an_episode(demo_dataset: Path) -> None:
+    result = wamdata("inspect", str(demo_dataset))
+    assert result.returncode == 0, result.stderr
+    assert "toy_robot" in result.stdout and "agent_pos[0:2]" in result.stdout
+    assert "front 64x64 h264" in result.stdout
+    assert "splits: {'train':" in result.stdout
+    one = wamdata("inspect", str(demo_dataset), "--episode", "0")
+    assert one.returncode == 0 and '"num_steps"' in one.stdout and "front:" in one.stdout
+
+
+def test_errors_name_the_dataset(tmp_path: Path) -> None:
+    result = wamdata("inspect", str(tmp_path / "nothing"))
+    assert result.returncode == 1
+    assert f"{tmp_path / 'nothing'}/dataset.json: missing" in result.stderr

@@ -1,0 +1,234 @@
+"""WebDataset shards: deterministic tar writing with recorded member offsets, and reads of one sample.
+
+A sample is one episode: ``<key>.meta.json`` first, then ``<key>.<array>.npy`` and ``<key>.<camera>.<ext>``
+in sorted order. Plain ``webdataset`` and ``tar`` read the shards; wamdata also reads one sample with a
+single range request using the offsets stored in episodes.parquet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import numpy as np
+
+from wamdata.schema import Episode, SourceSpec
+from wamdata.video import VideoCodec, encode_video
+
+TAR_BLOCK = 512
+TAR_RECORD = 20 * TAR_BLOCK
+SHARD_NAME = "shard-{:06d}.tar"
+
+
+def _padded(size: int, unit: int = TAR_BLOCK) -> int:
+    return -(-size // unit) * unit
+
+
+def _archive_bytes(content_bytes: int) -> int:
+    """Size of a tar file whose members take content_bytes: two zero blocks, then padding to a record."""
+    return _padded(content_bytes + 2 * TAR_BLOCK, TAR_RECORD)
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def json_bytes(doc: dict[str, Any]) -> bytes:
+    """Canonical JSON (sorted keys, no spaces) so the same document always gives the same bytes."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True)
+class Sample:
+    """An encoded episode: its WebDataset key and its members in write order."""
+
+    key: str
+    meta: dict[str, Any]
+    members: tuple[tuple[str, bytes], ...]
+
+    @property
+    def tar_bytes(self) -> int:
+        return sum(TAR_BLOCK + _padded(len(data)) for _, data in self.members)
+
+
+def encode_sample(episode: Episode, spec: SourceSpec) -> Sample:
+    """Validate an episode against its source spec and encode it (arrays as .npy, cameras as video)."""
+    episode.check(spec)
+    meta = episode.meta(spec)
+    members: list[tuple[str, bytes]] = [("meta.json", json_bytes(meta))]
+    for name, array in sorted(episode.arrays.items()):
+        members.append((f"{name}.npy", npy_bytes(array)))
+    for camera, frames in sorted(episode.frames.items()):
+        codec = VideoCodec.from_json(spec.cameras[camera].codec)
+        members.append((f"{camera}.{codec.extension}", encode_video(frames, spec.fps, codec)))
+    return Sample(key=episode.episode_id, meta=meta, members=tuple(members))
+
+
+@dataclass(frozen=True)
+class MemberLocation:
+    name: str
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True)
+class SampleLocation:
+    key: str
+    shard: str
+    offset: int
+    size: int
+    members: tuple[MemberLocation, ...]
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    path: str
+    sha256: str
+    num_bytes: int
+    num_samples: int
+
+
+def _tar_header(name: str, size: int) -> bytes:
+    # Fixed owner, mode and mtime: the same members must give the same bytes on every machine.
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info.tobuf(format=tarfile.USTAR_FORMAT, encoding="utf-8", errors="strict")
+
+
+class ShardWriter:
+    """Packs samples, in the order given, into ``<prefix>/shard-NNNNNN.tar`` files of about target_bytes.
+
+    The tar stream is written by hand rather than with ``tarfile.TarFile`` because we need each member's
+    byte offset and a sha256 of the bytes as they are written. Each shard is written under a temporary
+    name and renamed into place once complete, so a reader never sees a partial shard.
+    """
+
+    def __init__(self, root: str | os.PathLike, prefix: str, target_bytes: int, first_index: int = 0) -> None:
+        self.root = Path(root)
+        self.prefix = prefix
+        self.target_bytes = target_bytes
+        self.next_index = first_index
+        self.shards: list[ShardInfo] = []
+        self._file: io.BufferedWriter | None = None
+        self._path = ""
+        self._hash = hashlib.sha256()
+        self._position = 0
+        self._count = 0
+
+    def _open(self) -> None:
+        self._path = f"{self.prefix}/{SHARD_NAME.format(self.next_index)}"
+        self.next_index += 1
+        final = self.root / self._path
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(final.with_name(final.name + ".partial"), "wb")  # noqa: SIM115 - closed in _finish
+        self._hash = hashlib.sha256()
+        self._position = 0
+        self._count = 0
+
+    def _write(self, data: bytes) -> None:
+        assert self._file is not None
+        self._file.write(data)
+        self._hash.update(data)
+        self._position += len(data)
+
+    def add(self, sample: Sample) -> SampleLocation:
+        if self._file is not None and _archive_bytes(self._position + sample.tar_bytes) > self.target_bytes:
+            self._finish()
+        if self._file is None:
+            self._open()
+        start = self._position
+        members = []
+        for suffix, data in sample.members:
+            name = f"{sample.key}.{suffix}"
+            self._write(_tar_header(name, len(data)))
+            members.append(MemberLocation(name=name, offset=self._position, size=len(data)))
+            self._write(data)
+            self._write(b"\0" * (_padded(len(data)) - len(data)))
+        self._count += 1
+        return SampleLocation(
+            key=sample.key, shard=self._path, offset=start, size=self._position - start, members=tuple(members)
+        )
+
+    def _finish(self) -> None:
+        assert self._file is not None
+        self._write(b"\0" * (_archive_bytes(self._position) - self._position))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        partial = Path(self._file.name)
+        os.replace(partial, partial.with_suffix(""))
+        self.shards.append(ShardInfo(self._path, self._hash.hexdigest(), self._position, self._count))
+        self._file = None
+
+    def close(self) -> list[ShardInfo]:
+        if self._file is not None:
+            self._finish()
+        return self.shards
+
+    def abort(self) -> None:
+        """Drop the shard being written (finished shards stay)."""
+        if self._file is not None:
+            self._file.close()
+            Path(self._file.name).unlink(missing_ok=True)
+            self._file = None
+
+
+def sha256_of(url: str, chunk_bytes: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with fsspec.open(url, "rb") as f:
+        while chunk := f.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_members(url: str, offset: int, size: int, members: list[dict[str, Any]]) -> dict[str, bytes]:
+    """Read one sample with one range read; returns member suffix (e.g. ``action.npy``) -> bytes."""
+    with fsspec.open(url, "rb") as f:
+        f.seek(offset)
+        blob = f.read(size)
+    if len(blob) != size:
+        raise OSError(f"{url}: short read at {offset} (+{size}): got {len(blob)} bytes; the shard is truncated")
+    out = {}
+    for member in members:
+        start = member["offset"] - offset
+        suffix = member["name"].split(".", 1)[1]
+        out[suffix] = blob[start : start + member["size"]]
+    return out
+
+
+def iter_samples(url: str) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """Scan a whole shard in order, yielding (key, {suffix: bytes}) per sample, as WebDataset groups them."""
+    key = None
+    group: dict[str, bytes] = {}
+    with fsspec.open(url, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
+        for info in tar:
+            if not info.isfile():
+                continue
+            member_key, suffix = info.name.split(".", 1)
+            if member_key != key and group:
+                yield key, group
+                group = {}
+            key = member_key
+            extracted = tar.extractfile(info)
+            assert extracted is not None
+            group[suffix] = extracted.read()
+    if group:
+        yield key, group
+
+
+def load_npy(data: bytes) -> np.ndarray:
+    return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
