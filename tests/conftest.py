@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from wamdata.demo import load_config, run_demo
+from wamdata.demo import run_demo
+from wamdata.sources.toyworld import load_config
 
 REAL_DATA = Path(os.environ.get("WAMDATA_REAL_DATA", Path(__file__).resolve().parents[2] / "shared/data/real"))
 

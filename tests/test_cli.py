@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import small_demo_config
@@ -44,3 +45,13 @@ def test_errors_name_the_dataset(tmp_path: Path) -> None:
     result = wamdata("inspect", str(tmp_path / "nothing"))
     assert result.returncode == 1
     assert f"{tmp_path / 'nothing'}/dataset.json: missing" in result.stderr
+
+
+def test_source_formats_are_registered_by_module_name() -> None:
+    from wamdata.sources import adapter_for, available_formats
+
+    assert "toyworld" in available_formats()
+    source = adapter_for("toyworld", "")
+    assert [s.name for s in source.specs()] == ["toy_robot", "toy_human"]
+    with pytest.raises(ValueError, match="unknown source format 'nope'; available: .*toyworld"):
+        adapter_for("nope", "x")

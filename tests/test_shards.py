@@ -17,9 +17,10 @@ import webdataset as wds
 from conftest import small_demo_config
 from wamdata import toyworld
 from wamdata.dataset import Dataset, DatasetWriter
-from wamdata.demo import run_demo, toyworld_episodes, toyworld_source_spec
+from wamdata.demo import run_demo
 from wamdata.schema import SchemaError
 from wamdata.shards import iter_samples
+from wamdata.sources.toyworld import ToyWorldSource
 from wamdata.video import decode_frames
 
 
@@ -116,9 +117,11 @@ def test_failed_write_keeps_the_previous_dataset(tmp_path: Path) -> None:
     _write_small(root)
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     config = small_demo_config()
-    spec = toyworld_source_spec("toy_robot", config["sources"]["toy_robot"], config)
-    good = next(toyworld_episodes("toy_robot", config["sources"]["toy_robot"], config))
-    bad = next(toyworld_episodes("toy_robot", config["sources"]["toy_robot"], config))
+    source = ToyWorldSource("", config=config)
+    spec = next(s for s in source.specs() if s.name == "toy_robot")
+    first_item = source.work_items()[0]
+    good = next(source.read(first_item))
+    bad = next(source.read(first_item))
     bad.arrays["action"] = bad.arrays["action"].astype(np.float64)
     with pytest.raises(SchemaError, match=r"array 'action'.*float64.*expected float32"), \
             DatasetWriter(root, "broken", [spec], shard_bytes=10_000) as writer:

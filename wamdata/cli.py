@@ -13,7 +13,9 @@ import fsspec
 import numpy as np
 
 from wamdata.dataset import DATASET_JSON, Dataset, join_url, validate, write_dataset_info
+from wamdata.demo import run_demo
 from wamdata.schema import SchemaError
+from wamdata.sources.toyworld import load_config
 from wamdata.stats import StatsAccumulator, StatsByArray, stats_document
 
 
@@ -34,8 +36,6 @@ def human_bytes(n: float) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from wamdata.demo import load_config, run_demo
-
     config = load_config(args.config)
     result = run_demo(config, out=args.out, progress=not args.quiet)
     summary = result.summary

@@ -1,0 +1,69 @@
+"""Source adapters: one small file per native format, registered by name.
+
+An adapter turns one input (a folder, a file, a URL) into work items and each work item into Episodes.
+The ingest pipeline parallelizes over work items, so a work item is the unit of retry, of quarantine
+and of resume: one file, or one episode of a multi-episode file. ``adapter_for("lerobot", path)`` imports
+``wamdata.sources.lerobot`` and returns its registered adapter; nothing else needs to know the list.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from wamdata.schema import Episode, SourceSpec
+
+_REGISTRY: dict[str, type[SourceAdapter]] = {}
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One unit of reading: ``key`` is stable and unique within the input (it names the item in
+    quarantine.parquet and in resume bookkeeping); ``path`` is what to open; ``options`` says which part."""
+
+    key: str
+    path: str
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+class SourceAdapter(ABC):
+    """Reads one native format. Subclasses set ``format`` and are decorated with ``@register``."""
+
+    format: ClassVar[str]
+
+    def __init__(self, input: str, **options: Any) -> None:
+        self.input = input
+        self.options = options
+
+    @abstractmethod
+    def specs(self) -> list[SourceSpec]:
+        """The sources this input holds episodes of, with their feature specs (read from metadata)."""
+
+    @abstractmethod
+    def work_items(self) -> list[WorkItem]:
+        """Everything to read, in a deterministic order."""
+
+    @abstractmethod
+    def read(self, item: WorkItem) -> Iterator[Episode]:
+        """The episodes of one work item; raises (ValueError, OSError, ...) with a reason on bad input."""
+
+
+def register(cls: type[SourceAdapter]) -> type[SourceAdapter]:
+    _REGISTRY[cls.format] = cls
+    return cls
+
+
+def available_formats() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+
+def adapter_for(format: str, input: str, **options: Any) -> SourceAdapter:
+    """The adapter registered under ``format`` (the module wamdata/sources/<format>.py), opened on input."""
+    if format not in available_formats():
+        raise ValueError(f"unknown source format {format!r}; available: {', '.join(available_formats())}")
+    importlib.import_module(f"{__name__}.{format}")
+    return _REGISTRY[format](input, **options)
