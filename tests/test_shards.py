@@ -18,10 +18,10 @@ from conftest import small_demo_config
 from wamdata import toyworld
 from wamdata.dataset import Dataset, DatasetWriter
 from wamdata.demo import run_demo
-from wamdata.schema import SchemaError
+from wamdata.schema import ArraySpec, CameraSpec, Episode, SchemaError, SourceSpec
 from wamdata.shards import iter_samples
 from wamdata.sources.toyworld import ToyWorldSource
-from wamdata.video import decode_frames
+from wamdata.video import DEFAULT_CODEC, decode_frames, psnr
 
 
 def shard_paths(root: Path) -> list[Path]:
@@ -130,3 +130,27 @@ def test_failed_write_keeps_the_previous_dataset(tmp_path: Path) -> None:
     after = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     assert after == before
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_real_gr00t_episode_round_trips_through_the_writer(real_data: Path, tmp_path: Path) -> None:
+    """A real LeRobot episode (256x256 h264 video + 44-D float64 state/action) written and read back."""
+    root = real_data / "lerobot_gr00t_picknplace/robot_sim.PickNPlace"
+    video_path = root / "videos/chunk-000/observation.images.ego_view/episode_000001.mp4"
+    table = pq.read_table(root / "data/chunk-000/episode_000001.parquet")
+    action = np.stack(table.column("action").to_numpy(zero_copy_only=False))
+    state = np.stack(table.column("observation.state").to_numpy(zero_copy_only=False))
+    source_frames = decode_frames(video_path)
+    assert len(source_frames) == len(action) == table.num_rows
+    spec = SourceSpec(name="gr00t", kind="sim", format="test", embodiment="gr1_arms_only", fps=20.0,
+                      cameras={"ego_view": CameraSpec(256, 256, DEFAULT_CODEC.to_json())},
+                      arrays={"action": ArraySpec("float64", (44,)), "state": ArraySpec("float64", (44,))})
+    with DatasetWriter(tmp_path / "ds", "gr00t", [spec]) as writer:
+        writer.write(Episode("gr00t", "episode_000001", len(action), frames={"ego_view": source_frames},
+                             arrays={"action": action, "state": state}))
+        writer.close()
+    episode = Dataset.open(tmp_path / "ds").read_episode(0)
+    frames = episode.frames("ego_view")
+    assert frames.shape == source_frames.shape
+    assert psnr(frames, source_frames) >= 35.0
+    np.testing.assert_array_equal(episode.arrays["action"], action)
+    np.testing.assert_array_equal(episode.arrays["state"], state)
