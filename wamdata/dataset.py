@@ -13,6 +13,7 @@ import io
 import json
 import os
 import shutil
+import tarfile
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -278,7 +279,7 @@ class Dataset:
     def read_episode(self, episode: int | str) -> StoredEpisode:
         """Read one episode with a single range read of its shard (no scan)."""
         row = self.row(episode)
-        members = read_members(self.shard_url(row["shard"]), row["sample_offset"], row["sample_size"], row["members"])
+        members = read_members(self.shard_url(row["shard"]), row["members"])
         return self.stored_episode(members)
 
     def stored_episode(self, members: dict[str, bytes]) -> StoredEpisode:
@@ -298,12 +299,8 @@ class Dataset:
         wanted = {f"{n}.npy" for n in names}
         for row in self.episodes.to_pylist():
             members = [m for m in row["members"] if m["name"].split(".", 1)[1] in wanted]
-            url = self.shard_url(row["shard"])
-            arrays = {}
-            for m in members:
-                data = read_members(url, m["offset"], m["size"], [m])
-                arrays.update({suffix[: -len(".npy")]: load_npy(b) for suffix, b in data.items()})
-            yield row, arrays
+            data = read_members(self.shard_url(row["shard"]), members) if members else {}
+            yield row, {suffix.removesuffix(".npy"): load_npy(b) for suffix, b in data.items()}
 
 
 @dataclass(frozen=True)
@@ -380,11 +377,10 @@ def validate(url: str | os.PathLike, progress: bool = True) -> list[Problem]:
                 seen.add(key)
                 bar.update(1)
                 problems.extend(_check_sample(dataset, key, members, rows[key], shard_url))
-                located = read_members(shard_url, rows[key]["sample_offset"], rows[key]["sample_size"],
-                                       rows[key]["members"])
+                located = read_members(shard_url, rows[key]["members"])
                 if located != members:
                     problems.append(Problem(shard_url, f"sample {key}: recorded member offsets do not match the tar"))
-        except Exception as e:  # noqa: BLE001 - any failure to parse the tar is a finding, not a crash
+        except (tarfile.TarError, EOFError, OSError) as e:
             problems.append(Problem(shard_url, f"unreadable tar: {type(e).__name__}: {e}"))
         for missing in sorted(set(rows) - seen):
             problems.append(Problem(shard_url, f"episode {missing} is listed in episodes.parquet but not in the shard"))

@@ -195,19 +195,20 @@ def sha256_of(url: str, chunk_bytes: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def read_members(url: str, offset: int, size: int, members: list[dict[str, Any]]) -> dict[str, bytes]:
-    """Read one sample with one range read; returns member suffix (e.g. ``action.npy``) -> bytes."""
+def read_members(url: str, members: list[dict[str, Any]]) -> dict[str, bytes]:
+    """Read the given members of one sample with one range read spanning them.
+
+    ``members`` are episodes.parquet entries (name, offset, size); returns suffix (e.g. ``action.npy``)
+    -> bytes. Members of a sample are contiguous, so asking for its arrays alone skips its video bytes.
+    """
+    start = min(m["offset"] for m in members)
+    end = max(m["offset"] + m["size"] for m in members)
     with fsspec.open(url, "rb") as f:
-        f.seek(offset)
-        blob = f.read(size)
-    if len(blob) != size:
-        raise OSError(f"{url}: short read at {offset} (+{size}): got {len(blob)} bytes; the shard is truncated")
-    out = {}
-    for member in members:
-        start = member["offset"] - offset
-        suffix = member["name"].split(".", 1)[1]
-        out[suffix] = blob[start : start + member["size"]]
-    return out
+        f.seek(start)
+        blob = f.read(end - start)
+    if len(blob) != end - start:
+        raise OSError(f"{url}: short read at {start} (+{end - start}): got {len(blob)} bytes; the shard is truncated")
+    return {m["name"].split(".", 1)[1]: blob[m["offset"] - start : m["offset"] - start + m["size"]] for m in members}
 
 
 def iter_samples(url: str) -> Iterator[tuple[str, dict[str, bytes]]]:
