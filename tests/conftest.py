@@ -67,11 +67,14 @@ def write_video(path: Path, frames: np.ndarray, rate: Fraction | int, crf: int =
     return path
 
 
-def ingest(adapter: SourceAdapter, root: Path) -> tuple[Dataset, list[Rejected]]:
-    """What the ingest pipeline does per work item: read it, write its episodes, collect its rejections."""
+def ingest(adapter: SourceAdapter, root: Path, keys: list[str] | None = None) -> tuple[Dataset, list[Rejected]]:
+    """What the ingest pipeline does per work item (all, or those named): read it, write its episodes,
+    collect its rejections."""
     rejected = []
     with DatasetWriter(root, "test", adapter.specs()) as writer:
         for item in adapter.work_items():
+            if keys is not None and item.key not in keys:
+                continue
             for result in adapter.read(item):
                 if isinstance(result, Rejected):
                     rejected.append(result)

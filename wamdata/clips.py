@@ -74,7 +74,8 @@ class ClipOptions:
 class ClipRequest:
     """A clip to cut: [start, stop) in seconds of the video. ``key`` names it within its video; a
     ``required`` clip that cannot be cut is rejected, an optional one (a sliding window running past the
-    end) is silently dropped."""
+    end) is silently dropped. With ``min_stop``, a video that ends after ``min_stop`` but before ``stop``
+    cuts the clip short at its end instead (a window around a narration near the end of a video)."""
 
     key: str
     start: float
@@ -82,6 +83,7 @@ class ClipRequest:
     language: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
     required: bool = True
+    min_stop: float | None = None
 
 
 @dataclass
@@ -92,6 +94,7 @@ class Clip:
     frames: np.ndarray
     source_indices: list[int]
     times: list[float]
+    stop: float  # the request's stop, or the video's end where the clip was cut short there
 
     @property
     def info(self) -> dict[str, Any]:
@@ -99,7 +102,7 @@ class Clip:
         return {
             **self.request.info,
             "clip_start_sec": round(self.request.start, 6),
-            "clip_stop_sec": round(self.request.stop, 6),
+            "clip_stop_sec": round(self.stop, 6),
             "source_frames": [self.source_indices[0], self.source_indices[-1] + 1],
             "first_frame_sec": round(self.times[0], 6),
         }
@@ -226,8 +229,8 @@ class _OpenClip:
         self.source_indices: list[int] = []
         self.times: list[float] = []
 
-    def clip(self) -> Clip:
-        return Clip(self.request, np.stack(self.frames), self.source_indices, self.times)
+    def clip(self, stop: float) -> Clip:
+        return Clip(self.request, np.stack(self.frames), self.source_indices, self.times, stop)
 
 
 def cut_clips(
@@ -290,8 +293,8 @@ def cut_clips(
         return
     past_end = f"after the video's end at {end:.3f}s"
     for clip in open_clips:
-        if clip.request.stop <= end + TIME_TOLERANCE:
-            yield _finished(clip, fps, video_key, where)
+        if clip.request.stop <= end + TIME_TOLERANCE or (clip.request.min_stop or math.inf) < end:
+            yield _finished(clip, fps, video_key, where, end)
         elif clip.request.required or not cut_any:
             # An optional window is dropped at the end, unless the whole video is shorter than one.
             yield _reject(clip.request, video_key, where, f"ends at {clip.request.stop:.3f}s, {past_end}")
@@ -305,11 +308,11 @@ def _reject(request: ClipRequest, video_key: str, where: str, reason: str) -> Re
                     f"{request.stop:.3f}s): {reason}")
 
 
-def _finished(clip: _OpenClip, fps: float | None, video_key: str, where: str) -> Clip | Rejected:
+def _finished(clip: _OpenClip, fps: float | None, video_key: str, where: str, end: float = math.inf) -> Clip | Rejected:
     if not clip.frames:
         rate = f"{fps} fps" if fps else "the video's rate"
         return _reject(clip.request, video_key, where, f"holds no frame at {rate}")
-    return clip.clip()
+    return clip.clip(min(clip.request.stop, end))
 
 
 # ---------------------------------------------------------------------------------- extracted frames
