@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -118,9 +118,18 @@ class Frame(Protocol):
 
 
 def clip_episodes(
-    results: Iterable[Clip | Rejected], source: str, camera: str, video_key: str, info: dict[str, Any] | None = None
+    results: Iterable[Clip | Rejected],
+    source: str,
+    camera: str,
+    video_key: str,
+    info: dict[str, Any] | None = None,
+    language: str | None = None,
+    arrays: Callable[[Clip], dict[str, np.ndarray]] | None = None,
 ) -> Iterator[Episode | Rejected]:
-    """Cut clips as episodes of ``source`` (native key ``<video_key>#<clip key>``); rejections pass through."""
+    """Cut clips as episodes of ``source`` (native key ``<video_key>#<clip key>``); rejections pass through.
+
+    ``language`` is used where the clip has no text of its own; ``arrays`` gives a clip's per-step arrays
+    (from ``clip.source_indices``, so they stay aligned with the frames whatever the resampling)."""
     for result in results:
         if isinstance(result, Rejected):
             yield result
@@ -130,7 +139,8 @@ def clip_episodes(
             native_key=f"{video_key}#{result.request.key}",
             num_steps=len(result.frames),
             frames={camera: result.frames},
-            language=result.request.language,
+            arrays=arrays(result) if arrays else {},
+            language=result.request.language or language,
             info={"video": video_key, **(info or {}), **result.info},
         )
 
@@ -172,6 +182,11 @@ def split_long(request: ClipRequest, max_seconds: float | None) -> list[ClipRequ
         )
         for i in range(count)
     ]
+
+
+def whole_video() -> list[ClipRequest]:
+    """One clip from the first frame to the last, however long the video."""
+    return [ClipRequest(key="all", start=0.0, stop=math.inf, min_stop=0.0)]
 
 
 def sliding_windows(options: ClipOptions) -> Iterator[ClipRequest]:
@@ -293,7 +308,8 @@ def cut_clips(
         return
     past_end = f"after the video's end at {end:.3f}s"
     for clip in open_clips:
-        if clip.request.stop <= end + TIME_TOLERANCE or (clip.request.min_stop or math.inf) < end:
+        min_stop = clip.request.min_stop
+        if clip.request.stop <= end + TIME_TOLERANCE or (min_stop is not None and min_stop < end):
             yield _finished(clip, fps, video_key, where, end)
         elif clip.request.required or not cut_any:
             # An optional window is dropped at the end, unless the whole video is shorter than one.
