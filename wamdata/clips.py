@@ -125,11 +125,13 @@ def clip_episodes(
     info: dict[str, Any] | None = None,
     language: str | None = None,
     arrays: Callable[[Clip], dict[str, np.ndarray]] | None = None,
+    cameras: Callable[[Clip], dict[str, np.ndarray]] | None = None,
 ) -> Iterator[Episode | Rejected]:
     """Cut clips as episodes of ``source`` (native key ``<video_key>#<clip key>``); rejections pass through.
 
-    ``language`` is used where the clip has no text of its own; ``arrays`` gives a clip's per-step arrays
-    (from ``clip.source_indices``, so they stay aligned with the frames whatever the resampling)."""
+    ``language`` is used where the clip has no text of its own; ``arrays`` and ``cameras`` give a clip's
+    per-step arrays and other cameras' frames (taken at ``clip.source_indices``, so they stay aligned with
+    the frames whatever the resampling)."""
     for result in results:
         if isinstance(result, Rejected):
             yield result
@@ -138,7 +140,7 @@ def clip_episodes(
             source=source,
             native_key=f"{video_key}#{result.request.key}",
             num_steps=len(result.frames),
-            frames={camera: result.frames},
+            frames={camera: result.frames, **(cameras(result) if cameras else {})},
             arrays=arrays(result) if arrays else {},
             language=result.request.language or language,
             info={"video": video_key, **(info or {}), **result.info},
@@ -334,6 +336,14 @@ def _finished(clip: _OpenClip, fps: float | None, video_key: str, where: str, en
 # ---------------------------------------------------------------------------------- extracted frames
 
 
+def resized(rgb: np.ndarray, short_side: int | None) -> np.ndarray:
+    """An RGB image resized so its shorter side is short_side (see ``resized_size``); None keeps it."""
+    if short_side is None:
+        return rgb
+    image = Image.fromarray(rgb).resize(resized_size(rgb.shape[1], rgb.shape[0], short_side), Image.Resampling.BOX)
+    return np.asarray(image)
+
+
 @dataclass
 class ImageFile:
     """A frame stored as an image file (EPIC-KITCHENS rgb_frames), read only if a clip needs it."""
@@ -346,10 +356,7 @@ class ImageFile:
     def rgb(self) -> np.ndarray:
         try:
             with Image.open(self.path) as image:
-                image = image.convert("RGB")
-                if self.short_side is not None:
-                    image = image.resize(resized_size(*image.size, self.short_side), Image.Resampling.BOX)
-                return np.asarray(image)
+                return resized(np.asarray(image.convert("RGB")), self.short_side)
         except OSError as exc:
             raise VideoDecodeError(f"{self.path}: unreadable image: {exc}") from exc
 
@@ -359,3 +366,21 @@ def image_folder_frames(paths: list[Path], fps: float, short_side: int | None) -
     for index, path in enumerate(paths):
         yield ImageFile(index, index / fps, path, short_side)
 
+
+@dataclass
+class ArrayFrame:
+    """Frame ``index`` of an array of frames (T, H, W, 3), e.g. an HDF5 dataset read one frame at a time."""
+
+    index: int
+    time: float
+    frames: Any
+    short_side: int | None
+
+    def rgb(self) -> np.ndarray:
+        return resized(np.asarray(self.frames[self.index]), self.short_side)
+
+
+def array_frames(frames: Any, fps: float, short_side: int | None) -> Iterator[ArrayFrame]:
+    """The frames of an array (anything indexable with a length, such as an h5py dataset) at ``fps``."""
+    for index in range(len(frames)):
+        yield ArrayFrame(index, index / fps, frames, short_side)
