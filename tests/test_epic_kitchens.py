@@ -14,20 +14,10 @@ from PIL import Image
 
 from conftest import best_match, cell_frames, ingest, write_video
 from wamdata.sources import adapter_for
-from wamdata.sources.epic_kitchens import exact_rate, parse_timestamp
+from wamdata.sources.epic_kitchens import EPIC_100_COLUMNS, exact_rate, format_timestamp, parse_timestamp
 from wamdata.video import VideoDecodeError, decode_frames
 
 NTSC_60 = Fraction(60000, 1001)
-EPIC_100_COLUMNS = [
-    "narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp", "stop_timestamp",
-    "start_frame", "stop_frame", "narration", "verb", "verb_class", "noun", "noun_class", "all_nouns",
-    "all_noun_classes",
-]
-
-
-def timestamp(seconds: float) -> str:
-    minutes, secs = divmod(seconds, 60)
-    return f"{int(minutes // 60):02d}:{int(minutes % 60):02d}:{secs:05.2f}"
 
 
 def epic_row(row_id: str, video_id: str, start_frame: int, stop_frame: int, rate: Fraction, text: str,
@@ -35,8 +25,8 @@ def epic_row(row_id: str, video_id: str, start_frame: int, stop_frame: int, rate
     start, stop = float((start_frame - 1) / rate), float(stop_frame / rate)
     return {
         id_column: row_id, "participant_id": video_id.split("_")[0], "video_id": video_id,
-        "narration_timestamp": timestamp(start), "start_timestamp": timestamp(start),
-        "stop_timestamp": timestamp(stop), "start_frame": str(start_frame), "stop_frame": str(stop_frame),
+        "narration_timestamp": format_timestamp(start), "start_timestamp": format_timestamp(start),
+        "stop_timestamp": format_timestamp(stop), "start_frame": str(start_frame), "stop_frame": str(stop_frame),
         "narration": text, "verb": verb, "verb_class": "3", "noun": noun, "noun_class": "7",
         "all_nouns": f"['{noun}', 'tap']", "all_noun_classes": "[7, 12]",
     }
@@ -65,7 +55,7 @@ def epic100(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]
         epic_row("P01_01_3", "P01_01", 100, 150, NTSC_60, "past the end", "take", "cup"),
         {**epic_row("P01_01_4", "P01_01", 10, 20, NTSC_60, "bad stamp", "take", "cup"), "start_timestamp": "0:0:x"},
     ]
-    write_csv(root / "EPIC_100_train.csv", rows, EPIC_100_COLUMNS)
+    write_csv(root / "EPIC_100_train.csv", rows, list(EPIC_100_COLUMNS))
     return root, frames
 
 
@@ -171,6 +161,7 @@ def test_missing_and_corrupt_videos_raise_naming_the_file(epic100: tuple[Path, n
 def test_timestamps_and_rates() -> None:
     assert parse_timestamp("00:01:02.50") == 62.5
     assert parse_timestamp("01:00:00.00") == 3600.0
+    assert format_timestamp(3723.456) == "01:02:03.46" and parse_timestamp(format_timestamp(62.5)) == 62.5
     for bad in ("1:2", "00:61:00.00", "aa:00:00.00", ""):
         with pytest.raises(ValueError, match="not HH:MM:SS.ff"):
             parse_timestamp(bad)

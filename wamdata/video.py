@@ -100,6 +100,11 @@ class VideoCodec:
 #   frame): that many more shard bytes to store and to stream to every trainer.
 DEFAULT_CODEC = VideoCodec(name="h264", gop=16, crf=20, pix_fmt="yuv420p")
 
+def codec_with(overrides: dict | None) -> VideoCodec:
+    """DEFAULT_CODEC with the given fields changed (a source's ``video:`` option, e.g. {"pix_fmt": "yuv444p"})."""
+    return VideoCodec.from_json({**DEFAULT_CODEC.to_json(), **(overrides or {})})
+
+
 # "auto" decodes with PyAV: in benchmarks/codec.py decord decodes random clips from in-memory blobs at
 # only 0.3-0.9x PyAV's speed for every codec and video (its VideoReader reads the whole file to build an
 # index before the first frame, and copies in-memory input once more), and decord 0.6 cannot read AV1.

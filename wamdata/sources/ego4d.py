@@ -26,7 +26,7 @@ from typing import Any
 from wamdata.clips import Clip, ClipOptions, ClipRequest, clip_episodes, common_format, cut_clips, sliding_windows
 from wamdata.schema import CameraSpec, Episode, SourceSpec
 from wamdata.sources import Rejected, SourceAdapter, WorkItem, register
-from wamdata.video import DEFAULT_CODEC, VideoDecodeError, iter_frames, probe_video
+from wamdata.video import VideoDecodeError, codec_with, iter_frames, probe_video
 
 DEFAULT_WINDOW_SECONDS = (1.0, 1.0)
 CLIP_MODES = ("narrations", "windows")
@@ -84,7 +84,7 @@ class Ego4DSource(SourceAdapter):
             format=self.format,
             embodiment="human",
             fps=fps,
-            cameras={self.camera: CameraSpec(height, width, DEFAULT_CODEC.to_json())},
+            cameras={self.camera: CameraSpec(height, width, codec_with(self.options.get("video")).to_json())},
             uri=str(self.root),
             description=f"Ego4D head-mounted video, clips by {self.mode}",
         )]

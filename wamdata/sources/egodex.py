@@ -32,7 +32,7 @@ import numpy as np
 from wamdata.clips import Clip, ClipOptions, clip_episodes, cut_clips, sliding_windows, whole_video
 from wamdata.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
 from wamdata.sources import Rejected, SourceAdapter, WorkItem, register
-from wamdata.video import DEFAULT_CODEC, VideoDecodeError, iter_frames, probe_video, resized_size
+from wamdata.video import VideoDecodeError, codec_with, iter_frames, probe_video, resized_size
 
 POSE_JOINTS = ("camera", "leftHand", "rightHand")
 WRISTS = ("leftHand", "rightHand")
@@ -117,7 +117,7 @@ class EgoDexSource(SourceAdapter):
             format=self.format,
             embodiment="human_hand",
             fps=self.clip_options.fps or float(self.options.get("video_fps", 30.0)),
-            cameras={self.camera: CameraSpec(height, width, DEFAULT_CODEC.to_json())},
+            cameras={self.camera: CameraSpec(height, width, codec_with(self.options.get("video")).to_json())},
             arrays={
                 "state": ArraySpec("float32", (offset,), tuple(state_slices)),
                 "human_action": ArraySpec("float32", (len(WRISTS) * POSE_WIDTH,), action_slices,

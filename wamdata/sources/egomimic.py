@@ -40,7 +40,7 @@ from wamdata.clips import (
 )
 from wamdata.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
 from wamdata.sources import Rejected, SourceAdapter, WorkItem, register
-from wamdata.video import DEFAULT_CODEC, resized_size
+from wamdata.video import codec_with, resized_size
 
 VARIANTS = {"hand": ("human_demo", "human_hand"), "robot": ("teleop", "egomimic_robot")}
 PRIMARY_CAMERA = "front_img_1"
@@ -127,7 +127,7 @@ class EgoMimicSource(SourceAdapter):
             for name, (height, width) in layout["cameras"].items():
                 if self.clip_options.short_side is not None:
                     width, height = resized_size(width, height, self.clip_options.short_side)
-                cameras[name] = CameraSpec(height, width, DEFAULT_CODEC.to_json())
+                cameras[name] = CameraSpec(height, width, codec_with(self.options.get("video")).to_json())
             kind, embodiment = VARIANTS[variant]
             specs.append(SourceSpec(
                 name=self.source_name(variant),

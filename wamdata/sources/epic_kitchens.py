@@ -43,8 +43,15 @@ from wamdata.clips import (
 )
 from wamdata.schema import CameraSpec, Episode, SourceSpec
 from wamdata.sources import Rejected, SourceAdapter, WorkItem, register
-from wamdata.video import DEFAULT_CODEC, VideoInfo, iter_frames, probe_video
+from wamdata.video import VideoInfo, codec_with, iter_frames, probe_video
 
+EPIC_100_COLUMNS = (
+    "narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp", "stop_timestamp",
+    "start_frame", "stop_frame", "narration", "verb", "verb_class", "noun", "noun_class", "all_nouns",
+    "all_noun_classes",
+)
+# EPIC-55 names the row id "uid"; the columns the adapter reads are the same otherwise.
+REQUIRED_COLUMNS = tuple(c for c in EPIC_100_COLUMNS if c not in ("narration_id", "narration_timestamp"))
 VIDEO_INFO_FILES = ("EPIC_100_video_info.csv", "EPIC_video_info.csv")
 LIST_COLUMNS = ("all_nouns", "all_noun_classes")
 INT_COLUMNS = ("verb_class", "noun_class")
@@ -60,6 +67,12 @@ def parse_timestamp(text: str) -> float:
         raise ValueError(f"timestamp {text!r} is not HH:MM:SS.ff")
     hours, minutes, seconds = match.groups()
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def format_timestamp(seconds: float) -> str:
+    """Seconds as ``HH:MM:SS.ff``, as EPIC-KITCHENS writes them."""
+    minutes, secs = divmod(seconds, 60.0)
+    return f"{int(minutes // 60):02d}:{int(minutes % 60):02d}:{secs:05.2f}"
 
 
 def exact_rate(fps: float) -> Fraction:
@@ -128,7 +141,7 @@ class EpicKitchensSource(SourceAdapter):
             format=self.format,
             embodiment="human",
             fps=fps,
-            cameras={self.camera: CameraSpec(height, width, DEFAULT_CODEC.to_json())},
+            cameras={self.camera: CameraSpec(height, width, codec_with(self.options.get("video")).to_json())},
             uri=str(self.root),
             description="EPIC-KITCHENS narrated segments (verb, noun) from head-mounted video",
         )]
@@ -138,7 +151,12 @@ class EpicKitchensSource(SourceAdapter):
         rows = []
         for path in self.annotation_files:
             with open(path, newline="") as f:
-                for row in csv.DictReader(f):
+                reader = csv.DictReader(f)
+                missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+                if missing or not {"narration_id", "uid"} & set(reader.fieldnames or []):
+                    raise ValueError(f"{path}: not an EPIC-KITCHENS annotation CSV: missing columns "
+                                     f"{missing or ['narration_id (or uid)']}")
+                for row in reader:
                     rows.append({**row, "split": split_of(path), "annotation_file": path.name})
         return rows
 

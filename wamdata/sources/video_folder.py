@@ -16,7 +16,7 @@ from typing import Any
 from wamdata.clips import ClipOptions, clip_episodes, common_format, cut_clips, sliding_windows
 from wamdata.schema import CameraSpec, Episode, SourceSpec
 from wamdata.sources import Rejected, SourceAdapter, WorkItem, register
-from wamdata.video import DEFAULT_CODEC, VideoDecodeError, iter_frames, probe_video
+from wamdata.video import VideoDecodeError, codec_with, iter_frames, probe_video
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 
@@ -55,7 +55,9 @@ class VideoFolderSource(SourceAdapter):
             format=self.format,
             embodiment=self.options.get("embodiment", "human"),
             fps=fps,
-            cameras={self.options.get("camera", "rgb"): CameraSpec(height, width, DEFAULT_CODEC.to_json())},
+            cameras={self.options.get("camera", "rgb"): CameraSpec(
+                height, width, codec_with(self.options.get("video")).to_json()
+            )},
             uri=str(self.root),
             description=f"videos under {self.root}, cut into {self.clip_options.clip_seconds} s clips",
         )
