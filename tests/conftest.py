@@ -88,3 +88,16 @@ def best_match(frame: np.ndarray, candidates: np.ndarray) -> tuple[int, float]:
     """Index of the candidate frame closest to ``frame`` and the PSNR to it."""
     scores = [psnr(frame, c) for c in candidates]
     return int(np.argmax(scores)), max(scores)
+
+
+def assert_frames_are(frames: np.ndarray, source: np.ndarray, first: int) -> None:
+    """Each frame is, of all the source frames, closest to source[first + k], at 35 dB or better."""
+    for k, frame in enumerate(frames):
+        index, quality = best_match(frame, source)
+        assert (index, quality >= 35.0) == (first + k, True), f"frame {k}: best match {index} at {quality:.1f} dB"
+
+
+def episodes_by_start(dataset: Dataset) -> list:
+    """Every stored episode, in order of the time its clip starts in its video."""
+    episodes = (dataset.read_episode(i) for i in range(len(dataset)))
+    return sorted(episodes, key=lambda e: e.meta["info"]["clip_start_sec"])

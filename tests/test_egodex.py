@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import best_match, cell_frames, ingest, write_video
+from conftest import assert_frames_are, cell_frames, episodes_by_start, ingest, write_video
 from wamdata.sources import adapter_for
 from wamdata.sources.egodex import POINT_JOINTS, rotation_6d
 from wamdata.video import decode_frames
@@ -85,16 +85,13 @@ def test_state_human_action_and_frames(egodex: Path, tmp_path: Path) -> None:
     np.testing.assert_array_equal(action[-1], 0)
     np.testing.assert_allclose(episode.arrays["confidence"][:, 0], np.linspace(0.5, 1.0, STEPS), atol=1e-6)
     source = decode_frames(egodex / "fold_towel" / "0.mp4")
-    for k, frame in enumerate(episode.frames("head")):
-        index, quality = best_match(frame, source)
-        assert index == k and quality >= 35.0
+    assert_frames_are(episode.frames("head"), source, 0)
 
 
 def test_resampled_windows_keep_poses_aligned(egodex: Path, tmp_path: Path) -> None:
     adapter = adapter_for("egodex", str(egodex), fps=10, clip_seconds=1.0, short_side=32)
     dataset, _ = ingest(adapter, tmp_path / "out", keys=["fold_towel/0"])
-    episodes = sorted((dataset.read_episode(i) for i in range(len(dataset))),
-                      key=lambda e: e.meta["info"]["clip_start_sec"])
+    episodes = episodes_by_start(dataset)
     assert [e.meta["num_steps"] for e in episodes] == [10, 10]
     second = episodes[1]
     # 10 fps from 30: steps are source frames 30, 33, ..., 57; the wrist moves 3 cm a step.

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import best_match, cell_frames, ingest, write_video
+from conftest import assert_frames_are, cell_frames, ingest, write_video
 from wamdata.sources import adapter_for
 from wamdata.sources.epic_kitchens import EPIC_100_COLUMNS, exact_rate, format_timestamp, parse_timestamp
 from wamdata.video import VideoDecodeError, decode_frames
@@ -92,9 +92,7 @@ def test_epic100_segments_at_59_94_fps(epic100: tuple[Path, np.ndarray], tmp_pat
         assert info["clip_stop_sec"] == pytest.approx(last * 1001 / 60000, abs=1e-6)
         assert info["all_nouns"][1] == "tap" and info["all_noun_classes"] == [7, 12] and info["verb_class"] == 3
         frames = episode.frames("head")
-        for offset, frame in enumerate(frames):
-            index, quality = best_match(frame, source)
-            assert index == first - 1 + offset and quality >= 35.0
+        assert_frames_are(frames, source, first - 1)
 
 
 def test_epic55_frame_folders_at_50_fps(tmp_path: Path) -> None:
@@ -121,9 +119,7 @@ def test_epic55_frame_folders_at_50_fps(tmp_path: Path) -> None:
     assert [m["split"] for m in infos] == ["test"] * 3
     episode = dataset.read_episode(infos[1]["episode_id"])
     source = np.stack([np.asarray(Image.open(path)) for path in sorted(folder.iterdir())])
-    for offset, frame in enumerate(episode.frames("head")):
-        index, quality = best_match(frame, source)
-        assert index == 25 + offset and quality >= 35.0
+    assert_frames_are(episode.frames("head"), source, 25)
 
 
 def test_resampled_to_a_target_rate(epic100: tuple[Path, np.ndarray], tmp_path: Path) -> None:
