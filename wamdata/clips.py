@@ -109,7 +109,7 @@ class Clip:
 
 
 class Frame(Protocol):
-    """What cut_clips needs of a source frame (``wamdata.video.StreamFrame`` and ``ImageFile`` are)."""
+    """What cut_clips needs of a source frame (``wamdata.video.StreamFrame``, ``ImageFile``, ``ArrayFrame``)."""
 
     index: int
     time: float
@@ -253,13 +253,14 @@ class _OpenClip:
 def cut_clips(
     frames: Iterable[Frame], requests: Iterable[ClipRequest], fps: float | None, video_key: str, where: str
 ) -> Iterator[Clip | Rejected]:
-    """Cut the requested clips (sorted by start) from one pass over ``frames``, in order of their end.
+    """Cut the requested clips (given in order of their start) from one pass over ``frames``, yielding each
+    when it ends.
 
     ``video_key`` names the video in rejection keys, ``where`` (its path) in reasons. Stops reading as
     soon as every requested clip is cut. A decode error rejects the clips still open or to come (with the
     frame where it failed); the clips finished before it are kept.
     """
-    pending = iter(sorted(requests, key=lambda r: r.start)) if isinstance(requests, list) else iter(requests)
+    pending = iter(requests)
     upcoming: ClipRequest | None = next(pending, None)
     open_clips: list[_OpenClip] = []
     last_rgb: tuple[int, np.ndarray] | None = None  # one source frame can fill several output frames
@@ -282,7 +283,10 @@ def cut_clips(
                     yield _reject(upcoming, video_key, where, f"ends ({upcoming.stop:.3f}s) before it starts")
                 else:
                     open_clips.append(_OpenClip(upcoming))
-                upcoming = next(pending, None)
+                following = next(pending, None)
+                if following is not None and following.start < upcoming.start:
+                    raise ValueError(f"{where}: clip requests out of order ({following.key} after {upcoming.key})")
+                upcoming = following
             if not open_clips:
                 if upcoming is None:
                     return
