@@ -29,7 +29,7 @@ from PIL import Image
 
 from wamdata.schema import Episode
 from wamdata.sources import Rejected
-from wamdata.video import VideoDecodeError, VideoInfo, resized_size
+from wamdata.video import VideoDecodeError, VideoInfo, probe_video, resized_size
 
 # Timestamps are compared with this slack (seconds): far below one frame at any real rate, far above the
 # rounding of a frame number divided by a rate such as 60000/1001.
@@ -145,6 +145,14 @@ def clip_episodes(
             language=result.request.language or language,
             info={"video": video_key, **(info or {}), **result.info},
         )
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """``probe_video`` with the file named in its error (a work item's reason must say which file)."""
+    try:
+        return probe_video(path)
+    except VideoDecodeError as exc:
+        raise VideoDecodeError(f"{path}: {exc}") from exc
 
 
 def common_format(formats: dict[str, VideoInfo], options: ClipOptions) -> tuple[float, int, int]:

@@ -29,7 +29,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from wamdata.clips import Clip, ClipOptions, clip_episodes, cut_clips, sliding_windows, whole_video
+from wamdata.clips import Clip, ClipOptions, clip_episodes, cut_clips, probe, sliding_windows, whole_video
 from wamdata.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
 from wamdata.sources import Rejected, SourceAdapter, WorkItem, register
 from wamdata.video import VideoDecodeError, codec_with, iter_frames, probe_video, resized_size
@@ -139,7 +139,7 @@ class EgoDexSource(SourceAdapter):
             raise FileNotFoundError(f"{hdf5}: its video {video.name} is missing")
         poses, confidences, intrinsic, attrs = self.load_tracking(hdf5)
         options = self.clip_options
-        video_info = probe_video(video)
+        video_info = probe(video)
         expected = float(self.options.get("video_fps", 30.0))
         if options.fps is None and abs(video_info.fps - expected) > 1e-3:
             raise ValueError(f"{video}: {video_info.fps} fps, expected {expected} (set video_fps or fps)")

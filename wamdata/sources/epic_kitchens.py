@@ -39,11 +39,12 @@ from wamdata.clips import (
     common_format,
     cut_clips,
     image_folder_frames,
+    probe,
     split_long,
 )
 from wamdata.schema import CameraSpec, Episode, SourceSpec
 from wamdata.sources import Rejected, SourceAdapter, WorkItem, register
-from wamdata.video import VideoInfo, codec_with, iter_frames, probe_video
+from wamdata.video import VideoInfo, codec_with, iter_frames
 
 EPIC_100_COLUMNS = (
     "narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp", "stop_timestamp",
@@ -132,6 +133,8 @@ class EpicKitchensSource(SourceAdapter):
     def specs(self) -> list[SourceSpec]:
         formats = {}
         for video_id in sorted({row["video_id"] for row in self.rows}):
+            if video_id not in self.video_info:
+                continue  # reading it quarantines it, naming the video
             width, height = (int(v) for v in self.video_info[video_id]["resolution"].split("x"))
             formats[video_id] = VideoInfo(0, float(self.rate_of(video_id)), width, height, "")
         fps, height, width = common_format(formats, self.clip_options)
@@ -182,7 +185,7 @@ class EpicKitchensSource(SourceAdapter):
         options = self.clip_options
         if video is not None:
             # Frame numbers count the file's frames: it must run at the rate the annotations assume.
-            file_rate = probe_video(video).fps
+            file_rate = probe(video).fps
             if abs(file_rate - float(rate)) > 0.05:
                 raise ValueError(f"{video}: {file_rate:.3f} fps, but the video info CSV says {float(rate)}")
             frames = iter_frames(video, options.short_side)

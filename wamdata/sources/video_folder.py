@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from wamdata.clips import ClipOptions, clip_episodes, common_format, cut_clips, sliding_windows
+from wamdata.clips import ClipOptions, clip_episodes, common_format, cut_clips, probe, sliding_windows
 from wamdata.schema import CameraSpec, Episode, SourceSpec
 from wamdata.sources import Rejected, SourceAdapter, WorkItem, register
 from wamdata.video import VideoDecodeError, codec_with, iter_frames, probe_video
@@ -70,7 +70,7 @@ class VideoFolderSource(SourceAdapter):
         if options.fps is None:
             # Clips keep the video's own rate, so it must be the source's (else its clips would play at
             # the wrong speed).
-            rate = probe_video(item.path).fps
+            rate = probe(item.path).fps
             if abs(rate - self.spec.fps) > 1e-3:
                 raise ValueError(f"{item.path}: {rate} fps, but source {self.spec.name!r} is {self.spec.fps} fps")
         frames = iter_frames(item.path, options.short_side)
