@@ -10,7 +10,8 @@ is one work item, streamed once whatever its length.
 Options: ``narrations`` (the JSON; default ``narration.json`` in the input folder or its ``annotations/``),
 ``videos`` (folder of ``<video_uid>.mp4``, searched recursively; default the input folder),
 ``narration_passes`` (default ``[narration_pass_1]``; pass 2 narrates the same videos again), the clip
-options of ``wamdata.clips.ClipOptions``, ``source`` (default "ego4d"), ``camera`` (default "head").
+options of ``wamdata.clips.ClipOptions``, ``source`` (default "ego4d"), ``camera`` (default "head");
+``video``: codec fields for the stored clips (e.g. ``{pix_fmt: yuv444p}``).
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ Arrays (no robot action: ``has_actions`` is false):
 - ``confidence``: the tracking confidence of each wrist and point joint.
 
 Options: ``pose_joints``, ``point_joints``, the clip options (fps, short_side, clip_seconds,
-stride_seconds), ``source`` (default "egodex"), ``camera`` (default "head"), ``video_fps`` (30).
+stride_seconds), ``source`` (default "egodex"), ``camera`` (default "head"), ``video_fps`` (30);
+``video``: codec fields for the stored clips (e.g. ``{pix_fmt: yuv444p}``).
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ taken at each output frame's source step.
 
 Options: ``fps_native`` (rate of the recordings, default 30), ``embodiment`` ("hand" / "robot"),
 ``language``, the clip options (fps, short_side, clip_seconds, stride_seconds), ``source_prefix``
-(default "egomimic": sources ``egomimic_hand`` and ``egomimic_robot``).
+(default "egomimic": sources ``egomimic_hand`` and ``egomimic_robot``); ``video``: codec fields for the stored
+clips (e.g. ``{pix_fmt: yuv444p}``).
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ other rows of the video are still cut.
 
 Options: ``annotations`` (CSV paths; default: every annotation CSV in the input folder), the clip options
 of ``wamdata.clips.ClipOptions`` (fps, short_side, max_clip_seconds), ``source`` (default
-"epic_kitchens"), ``camera`` (default "head"), ``kind`` (default "egocentric_video").
+"epic_kitchens"), ``camera`` (default "head"), ``kind`` (default "egocentric_video");
+``video``: codec fields for the stored clips (e.g. ``{pix_fmt: yuv444p}``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ windows. Each video is one work item; its clips are its episodes.
 
 Options: the clip options of ``wamdata.clips.ClipOptions`` (fps, short_side, clip_seconds,
 stride_seconds), and ``source`` (name, default "videos"), ``kind`` (default "egocentric_video"),
-``embodiment`` (default "human"), ``camera`` (default "rgb").
+``embodiment`` (default "human"), ``camera`` (default "rgb"); ``video``: codec fields for the stored
+clips (e.g. ``{pix_fmt: yuv444p}``).
 """
 
 from __future__ import annotations
