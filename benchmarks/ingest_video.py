@@ -7,8 +7,9 @@ repeated by remuxing its packets, so making it costs seconds, while decoding it 
 1080p video), then in two child processes (so each peak RSS is its own):
 
 - bare decode: every frame decoded by PyAV in one pass, nothing else (the baseline);
-- ingest: what the pipeline does with one video work item: the video_folder adapter reads it (decode,
-  resize, cut into clips) and DatasetWriter encodes and writes every clip.
+- cut: the video_folder adapter alone (decode, resize, cut into clips);
+- ingest: what the pipeline does with one video work item: the adapter reads it and DatasetWriter encodes
+  and writes every clip.
 
 Prints frames/s of both, their ratio, and the peak RSS of each.
 """
@@ -78,6 +79,21 @@ def bare_decode(path: str) -> dict:
     return {"frames": frames, "seconds": time.perf_counter() - start}
 
 
+def cut_only(folder: str, options: dict) -> dict:
+    """The adapter alone: decode, resize and cut into clips, no encoding or writing."""
+    from wamdata.sources import Rejected, adapter_for
+
+    start = time.perf_counter()
+    adapter = adapter_for("video_folder", folder, **options)
+    clips = steps = 0
+    for item in adapter.work_items():
+        for result in adapter.read(item):
+            if isinstance(result, Rejected):
+                raise RuntimeError(result.reason)
+            clips, steps = clips + 1, steps + result.num_steps
+    return {"clips": clips, "steps": steps, "seconds": time.perf_counter() - start}
+
+
 def ingest(folder: str, out: str, options: dict) -> dict:
     from wamdata.dataset import DatasetWriter
     from wamdata.sources import Rejected, adapter_for
@@ -129,13 +145,19 @@ def main() -> None:
         if args.fps:
             options["fps"] = args.fps
         ingested, ingest_rss = in_child("ingest", str(folder), str(Path(tmp) / "out"), options)
+        cut, cut_rss = in_child("cut_only", str(folder), options)
         decoded, decode_rss = in_child("bare_decode", str(video))
     decode_fps = decoded["frames"] / decoded["seconds"]
-    ingest_fps = frames / ingested["seconds"]
     print(f"{'run':<14}{'frames/s':>10}{'ratio':>8}{'peak RSS':>11}  notes")
     print(f"{'bare decode':<14}{decode_fps:>10.0f}{1.0:>7.2f}x{decode_rss:>9.2f} GB  PyAV, one thread, no conversion")
-    print(f"{'ingest':<14}{ingest_fps:>10.0f}{ingest_fps / decode_fps:>7.2f}x{ingest_rss:>9.2f} GB  "
-          f"{ingested['clips']} clips, {ingested['steps']} steps, options {options}")
+    for name, run, rss, note in (
+        ("cut", cut, cut_rss, "decode + resize + cut into clips, nothing encoded"),
+        ("ingest", ingested, ingest_rss, "cut + encode (x264, one thread) + write shards"),
+    ):
+        fps = frames / run["seconds"]
+        print(f"{name:<14}{fps:>10.0f}{fps / decode_fps:>7.2f}x{rss:>9.2f} GB  {note}; {run['clips']} clips, "
+              f"{run['steps']} steps")
+    print(f"options: {options}")
 
 
 if __name__ == "__main__":
