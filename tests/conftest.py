@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from wamdata.dataset import Dataset, DatasetWriter
+from wamdata.dataset import Dataset, DatasetWriter, validate
 from wamdata.demo import run_demo
 from wamdata.sources import Rejected, SourceAdapter
 from wamdata.sources.toyworld import load_config
@@ -69,7 +69,7 @@ def write_video(path: Path, frames: np.ndarray, rate: Fraction | int, crf: int =
 
 def ingest(adapter: SourceAdapter, root: Path, keys: list[str] | None = None) -> tuple[Dataset, list[Rejected]]:
     """What the ingest pipeline does per work item (all, or those named): read it, write its episodes,
-    collect its rejections."""
+    collect its rejections; then the dataset must validate (every sample decodes)."""
     rejected = []
     with DatasetWriter(root, "test", adapter.specs()) as writer:
         for item in adapter.work_items():
@@ -81,6 +81,7 @@ def ingest(adapter: SourceAdapter, root: Path, keys: list[str] | None = None) ->
                 else:
                     writer.write(result)
         writer.close()
+    assert validate(root, progress=False) == []
     return Dataset.open(root), rejected
 
 

@@ -39,37 +39,40 @@ def write_csv(path: Path, rows: list[dict[str, str]], columns: list[str]) -> Non
         writer.writerows(rows)
 
 
-@pytest.fixture(scope="module")
-def epic100(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
-    """EPIC-100: P01_01.MP4, 120 frames (2.0 s) at 59.94 fps, five rows of which two are bad."""
-    root = tmp_path_factory.mktemp("epic100")
-    frames = cell_frames(120, seed=1)
-    write_video(root / "P01" / "videos" / "P01_01.MP4", frames, NTSC_60)
+def make_epic100(root: Path, rate: Fraction, rate_text: str) -> Path:
+    """EPIC-100: P01_01.MP4, 120 frames at ``rate``, five rows of which two are bad."""
+    write_video(root / "P01" / "videos" / "P01_01.MP4", cell_frames(120, seed=1), rate)
     write_csv(root / "EPIC_100_video_info.csv", [
-        {"video_id": "P01_01", "duration": "2.002", "fps": "59.94", "resolution": "64x64"},
+        {"video_id": "P01_01", "duration": f"{float(120 / rate):.3f}", "fps": rate_text, "resolution": "64x64"},
     ], ["video_id", "duration", "fps", "resolution"])
     rows = [
-        epic_row("P01_01_0", "P01_01", 1, 30, NTSC_60, "open tap", "open", "tap"),
-        epic_row("P01_01_1", "P01_01", 61, 90, NTSC_60, "wash plate", "wash", "plate"),
-        epic_row("P01_01_2", "P01_01", 75, 120, NTSC_60, "put down plate", "put-down", "plate"),
-        epic_row("P01_01_3", "P01_01", 100, 150, NTSC_60, "past the end", "take", "cup"),
-        {**epic_row("P01_01_4", "P01_01", 10, 20, NTSC_60, "bad stamp", "take", "cup"), "start_timestamp": "0:0:x"},
+        epic_row("P01_01_0", "P01_01", 1, 30, rate, "open tap", "open", "tap"),
+        epic_row("P01_01_1", "P01_01", 61, 90, rate, "wash plate", "wash", "plate"),
+        epic_row("P01_01_2", "P01_01", 75, 120, rate, "put down plate", "put-down", "plate"),
+        epic_row("P01_01_3", "P01_01", 100, 150, rate, "past the end", "take", "cup"),
+        {**epic_row("P01_01_4", "P01_01", 10, 20, rate, "bad stamp", "take", "cup"), "start_timestamp": "0:0:x"},
     ]
     write_csv(root / "EPIC_100_train.csv", rows, list(EPIC_100_COLUMNS))
-    return root, frames
+    return root
 
 
-def test_epic100_segments_at_59_94_fps(epic100: tuple[Path, np.ndarray], tmp_path: Path) -> None:
-    root, _ = epic100
+@pytest.fixture(scope="module")
+def epic100(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_epic100(tmp_path_factory.mktemp("epic100"), NTSC_60, "59.94")
+
+
+@pytest.mark.parametrize(("rate", "rate_text"), [(NTSC_60, "59.94"), (Fraction(50), "50")])
+def test_epic100_segments_map_frames_to_seconds(rate: Fraction, rate_text: str, tmp_path: Path) -> None:
+    root = make_epic100(tmp_path / "epic", rate, rate_text)
     adapter = adapter_for("epic_kitchens", str(root))
     (spec,) = adapter.specs()
-    assert spec.fps == pytest.approx(59.94006, abs=1e-5)
+    assert spec.fps == pytest.approx(float(rate), abs=1e-6)
     dataset, rejected = ingest(adapter, tmp_path / "out")
     # The bad rows are rejected, each naming the annotation file or the video and the reason.
     reasons = {r.key: r.reason for r in rejected}
     assert set(reasons) == {"P01_01#P01_01_3", "P01_01#P01_01_4"}
     past_end = reasons["P01_01#P01_01_3"]
-    assert "P01_01.MP4" in past_end and "after the video's end at 2.002s" in past_end
+    assert "P01_01.MP4" in past_end and f"after the video's end at {float(120 / rate):.3f}s" in past_end
     assert "EPIC_100_train.csv" in reasons["P01_01#P01_01_4"] and "not HH:MM:SS.ff" in reasons["P01_01#P01_01_4"]
 
     source = decode_frames(root / "P01" / "videos" / "P01_01.MP4")
@@ -87,9 +90,9 @@ def test_epic100_segments_at_59_94_fps(epic100: tuple[Path, np.ndarray], tmp_pat
         assert meta["num_steps"] == last - first + 1
         assert meta["language"] == text and meta["split"] == "train" and meta["has_actions"] is False
         assert info["source_frames"] == [first - 1, last]
-        # 1-based frame numbers at 60000/1001 fps: frame n starts at (n - 1) * 1001 / 60000 s.
-        assert info["clip_start_sec"] == pytest.approx((first - 1) * 1001 / 60000, abs=1e-6)
-        assert info["clip_stop_sec"] == pytest.approx(last * 1001 / 60000, abs=1e-6)
+        # 1-based frame numbers: frame n starts at (n - 1) / rate s (rate 60000/1001 for "59.94").
+        assert info["clip_start_sec"] == pytest.approx(float((first - 1) / rate), abs=1e-6)
+        assert info["clip_stop_sec"] == pytest.approx(float(last / rate), abs=1e-6)
         assert info["all_nouns"][1] == "tap" and info["all_noun_classes"] == [7, 12] and info["verb_class"] == 3
         frames = episode.frames("head")
         assert_frames_are(frames, source, first - 1)
@@ -122,8 +125,8 @@ def test_epic55_frame_folders_at_50_fps(tmp_path: Path) -> None:
     assert_frames_are(episode.frames("head"), source, 25)
 
 
-def test_resampled_to_a_target_rate(epic100: tuple[Path, np.ndarray], tmp_path: Path) -> None:
-    root, _ = epic100
+def test_resampled_to_a_target_rate(epic100: Path, tmp_path: Path) -> None:
+    root = epic100
     adapter = adapter_for("epic_kitchens", str(root), fps=20, short_side=32)
     (spec,) = adapter.specs()
     assert (spec.fps, spec.cameras["head"].height, spec.cameras["head"].width) == (20, 32, 32)
@@ -138,8 +141,8 @@ def test_resampled_to_a_target_rate(epic100: tuple[Path, np.ndarray], tmp_path: 
     assert episode.frames("head").shape == (10, 32, 32, 3)
 
 
-def test_missing_and_corrupt_videos_raise_naming_the_file(epic100: tuple[Path, np.ndarray], tmp_path: Path) -> None:
-    root, _ = epic100
+def test_missing_and_corrupt_videos_raise_naming_the_file(epic100: Path, tmp_path: Path) -> None:
+    root = epic100
     broken = tmp_path / "broken"
     (broken / "P01" / "videos").mkdir(parents=True)
     for name in ("EPIC_100_video_info.csv", "EPIC_100_train.csv"):
