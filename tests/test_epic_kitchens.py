@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import assert_frames_are, cell_frames, ingest, write_video
+from conftest import assert_frames_are, cell_frames, episodes_by_start, ingest, write_video
 from wamdata.sources import adapter_for
 from wamdata.sources.epic_kitchens import EPIC_100_COLUMNS, exact_rate, format_timestamp, parse_timestamp
 from wamdata.video import VideoDecodeError, decode_frames
@@ -40,7 +40,7 @@ def write_csv(path: Path, rows: list[dict[str, str]], columns: list[str]) -> Non
 
 
 def make_epic100(root: Path, rate: Fraction, rate_text: str) -> Path:
-    """EPIC-100: P01_01.MP4, 120 frames at ``rate``, five rows of which two are bad."""
+    """EPIC-100: P01_01.MP4, 120 frames at ``rate``, six rows of which three are bad."""
     write_video(root / "P01" / "videos" / "P01_01.MP4", cell_frames(120, seed=1), rate)
     write_csv(root / "EPIC_100_video_info.csv", [
         {"video_id": "P01_01", "duration": f"{float(120 / rate):.3f}", "fps": rate_text, "resolution": "64x64"},
@@ -51,6 +51,8 @@ def make_epic100(root: Path, rate: Fraction, rate_text: str) -> Path:
         epic_row("P01_01_2", "P01_01", 75, 120, rate, "put down plate", "put-down", "plate"),
         epic_row("P01_01_3", "P01_01", 100, 150, rate, "past the end", "take", "cup"),
         {**epic_row("P01_01_4", "P01_01", 10, 20, rate, "bad stamp", "take", "cup"), "start_timestamp": "0:0:x"},
+        {**epic_row("P01_01_5", "P01_01", 1, 10, rate, "wrong stamp", "take", "cup"),
+         "start_timestamp": "00:00:05.00"},
     ]
     write_csv(root / "EPIC_100_train.csv", rows, list(EPIC_100_COLUMNS))
     return root
@@ -70,10 +72,11 @@ def test_epic100_segments_map_frames_to_seconds(rate: Fraction, rate_text: str, 
     dataset, rejected = ingest(adapter, tmp_path / "out")
     # The bad rows are rejected, each naming the annotation file or the video and the reason.
     reasons = {r.key: r.reason for r in rejected}
-    assert set(reasons) == {"P01_01#P01_01_3", "P01_01#P01_01_4"}
+    assert set(reasons) == {"P01_01#P01_01_3", "P01_01#P01_01_4", "P01_01#P01_01_5"}
     past_end = reasons["P01_01#P01_01_3"]
     assert "P01_01.MP4" in past_end and f"after the video's end at {float(120 / rate):.3f}s" in past_end
     assert "EPIC_100_train.csv" in reasons["P01_01#P01_01_4"] and "not HH:MM:SS.ff" in reasons["P01_01#P01_01_4"]
+    assert "start_timestamp 00:00:05.00 (5.000s) disagrees with start_frame 1 (0.000s" in reasons["P01_01#P01_01_5"]
 
     source = decode_frames(root / "P01" / "videos" / "P01_01.MP4")
     assert len(source) == 120
@@ -126,13 +129,11 @@ def test_epic55_frame_folders_at_50_fps(tmp_path: Path) -> None:
 
 
 def test_resampled_to_a_target_rate(epic100: Path, tmp_path: Path) -> None:
-    root = epic100
-    adapter = adapter_for("epic_kitchens", str(root), fps=20, short_side=32)
+    adapter = adapter_for("epic_kitchens", str(epic100), fps=20, short_side=32)
     (spec,) = adapter.specs()
     assert (spec.fps, spec.cameras["head"].height, spec.cameras["head"].width) == (20, 32, 32)
     dataset, _ = ingest(adapter, tmp_path / "out")
-    episode = next(dataset.read_episode(i) for i in range(len(dataset))
-                   if dataset.read_episode(i).meta["info"]["narration_id"] == "P01_01_1")
+    episode = next(e for e in episodes_by_start(dataset) if e.meta["info"]["narration_id"] == "P01_01_1")
     # Frames 61..90 are [1.001, 1.5015) s: grid points 1.05 .. 1.50 s at 20 fps, each the frame then on
     # screen: 1.05 s is within 0-based frame 62 (1.0344..1.0511 s), 1.50 s within frame 89.
     assert episode.meta["num_steps"] == 10
