@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
+from wamdata.dataset import Dataset, DatasetWriter, validate
 from wamdata.demo import run_demo
+from wamdata.sources import Rejected, SourceAdapter
 from wamdata.sources.toyworld import load_config
+from wamdata.video import psnr
 
 REAL_DATA = Path(os.environ.get("WAMDATA_REAL_DATA", Path(__file__).resolve().parents[2] / "shared/data/real"))
 
@@ -35,3 +41,64 @@ def demo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run_demo(small_demo_config(), out=root, progress=False)
     assert result.problems == []
     return root
+
+
+def cell_frames(num_frames: int, height: int = 64, width: int = 64, seed: int = 0) -> np.ndarray:
+    """Frames of 16x16 flat-coloured cells, recoloured every frame: each frame looks like no other, so a
+    clip frame matched against its source frame shows both the content (PSNR) and the alignment."""
+    # Muted colours (a grey level and a small tint), as a camera sees: fully random RGB lies partly outside
+    # what 4:2:0 YUV can hold and caps any codec near 35 dB before the clip is even cut.
+    rng = np.random.default_rng(seed)
+    grid = (num_frames, height // 16, width // 16)
+    cells = np.clip(rng.integers(40, 216, (*grid, 1)) + rng.integers(-24, 25, (*grid, 3)), 0, 255).astype(np.uint8)
+    return np.repeat(np.repeat(cells, 16, axis=1), 16, axis=2)
+
+
+def write_video(path: Path, frames: np.ndarray, rate: Fraction | int, crf: int = 12) -> Path:
+    """An H.264 file at ``rate`` as a camera would write it (B-frames, PyAV's default muxer)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.codec_context.options = {"crf": str(crf)}
+        for rgb in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+def ingest(adapter: SourceAdapter, root: Path, keys: list[str] | None = None) -> tuple[Dataset, list[Rejected]]:
+    """What the ingest pipeline does per work item (all, or those named): read it, write its episodes,
+    collect its rejections; then the dataset must validate (every sample decodes)."""
+    rejected = []
+    with DatasetWriter(root, "test", adapter.specs()) as writer:
+        for item in adapter.work_items():
+            if keys is not None and item.key not in keys:
+                continue
+            for result in adapter.read(item):
+                if isinstance(result, Rejected):
+                    rejected.append(result)
+                else:
+                    writer.write(result)
+        writer.close()
+    assert validate(root, progress=False) == []
+    return Dataset.open(root), rejected
+
+
+def best_match(frame: np.ndarray, candidates: np.ndarray) -> tuple[int, float]:
+    """Index of the candidate frame closest to ``frame`` and the PSNR to it."""
+    scores = [psnr(frame, c) for c in candidates]
+    return int(np.argmax(scores)), max(scores)
+
+
+def assert_frames_are(frames: np.ndarray, source: np.ndarray, first: int) -> None:
+    """Each frame is, of all the source frames, closest to source[first + k], at 35 dB or better."""
+    for k, frame in enumerate(frames):
+        index, quality = best_match(frame, source)
+        assert (index, quality >= 35.0) == (first + k, True), f"frame {k}: best match {index} at {quality:.1f} dB"
+
+
+def episodes_by_start(dataset: Dataset) -> list:
+    """Every stored episode, in order of the time its clip starts in its video."""
+    episodes = (dataset.read_episode(i) for i in range(len(dataset)))
+    return sorted(episodes, key=lambda e: e.meta["info"]["clip_start_sec"])

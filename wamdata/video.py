@@ -100,6 +100,11 @@ class VideoCodec:
 #   frame): that many more shard bytes to store and to stream to every trainer.
 DEFAULT_CODEC = VideoCodec(name="h264", gop=16, crf=20, pix_fmt="yuv420p")
 
+def codec_with(overrides: dict | None) -> VideoCodec:
+    """DEFAULT_CODEC with the given fields changed (a source's ``video:`` option, e.g. {"pix_fmt": "yuv444p"})."""
+    return VideoCodec.from_json({**DEFAULT_CODEC.to_json(), **(overrides or {})})
+
+
 # "auto" decodes with PyAV: in benchmarks/codec.py decord decodes random clips from in-memory blobs at
 # only 0.3-0.9x PyAV's speed for every codec and video (its VideoReader reads the whole file to build an
 # index before the first frame, and copies in-memory input once more), and decord 0.6 cannot read AV1.
@@ -327,11 +332,68 @@ def _decoded_frames(container: InputContainer, stream: VideoStream) -> Iterator[
         raise VideoDecodeError(f"decoding failed ({type(exc).__name__}: {exc})") from exc
 
 
-def _to_rgb(frame: VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
+def _to_rgb(frame: VideoFrame, reformatter: VideoReformatter, short_side: int | None = None) -> np.ndarray:
     # A reformatter shared across a clip's frames keeps its swscale context (frame.to_ndarray builds a
-    # new one, with a thread pool, per frame: 5-20x slower on small frames).
-    rgb = reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
+    # new one, with a thread pool, per frame: 5-20x slower on small frames). Resizing happens in the same
+    # swscale call, before rotation: converting a 1080p frame to RGB and then shrinking it costs ~3x more.
+    if short_side is None:
+        rgb = reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
+    else:
+        width, height = resized_size(frame.width, frame.height, short_side)
+        rgb = reformatter.reformat(
+            frame, format="rgb24", width=width, height=height, interpolation="AREA", threads=1
+        ).to_ndarray()
     return np.ascontiguousarray(np.rot90(rgb, k=frame.rotation // 90)) if frame.rotation else rgb
+
+
+def resized_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(width, height) scaled so the shorter side is ``short_side``, keeping the aspect ratio; both even,
+    as H.264 in 4:2:0 needs."""
+    scale = short_side / min(width, height)
+    return 2 * max(1, round(width * scale / 2)), 2 * max(1, round(height * scale / 2))
+
+
+@dataclass
+class StreamFrame:
+    """One frame of a sequential decoding pass: its presentation index, its time in seconds after the
+    stream's start, and its RGB image, converted (and resized, rotated upright) only when asked for, so a
+    pass that keeps one frame in three converts one in three."""
+
+    index: int
+    time: float
+    _frame: VideoFrame
+    _reformatter: VideoReformatter
+    _short_side: int | None
+
+    def rgb(self) -> np.ndarray:
+        return _to_rgb(self._frame, self._reformatter, self._short_side)
+
+
+def iter_frames(video: VideoSource, short_side: int | None = None) -> Iterator[StreamFrame]:
+    """Every frame of a video in presentation order, decoded in one forward pass that holds one frame at
+    a time, so a video of any length streams in constant memory.
+
+    Times come from each frame's timestamp (variable frame rate streams keep their real timing);
+    ``short_side`` resizes keeping the aspect ratio (see ``resized_size``); rotated videos come out
+    upright. A decode error is raised as VideoDecodeError after the frames decoded before it.
+    """
+    _require_file(video)
+    with _open_container(video) as container:
+        stream = container.streams.video[0]
+        time_base = stream.time_base or Fraction(1, 1)
+        rate = stream.average_rate or stream.guessed_rate
+        origin = stream.start_time
+        reformatter = VideoReformatter()
+        for index, frame in enumerate(_decoded_frames(container, stream)):
+            if frame.pts is None:
+                # No timestamp at all (raw elementary streams): only the nominal rate is left.
+                if not rate:
+                    raise VideoDecodeError(f"frame {index} has no timestamp and the stream declares no frame rate")
+                time = float(index / Fraction(rate))
+            else:
+                origin = frame.pts if origin is None else origin
+                time = float((frame.pts - origin) * time_base)
+            yield StreamFrame(index, time, frame, reformatter, short_side)
 
 
 class _OffTimeline(Exception):

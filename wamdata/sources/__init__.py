@@ -30,6 +30,17 @@ class WorkItem:
     options: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
+@dataclass(frozen=True)
+class Rejected:
+    """A part of a work item that could not be read (an annotation row, a clip of a video), yielded by
+    ``read`` in place of its episode so the rest of the item still goes in: the pipeline records it in
+    quarantine.parquet under ``key`` with ``reason`` and writes no episode for it. A whole item that
+    cannot be read raises instead."""
+
+    key: str
+    reason: str
+
+
 class SourceAdapter(ABC):
     """Reads one native format. Subclasses set ``format`` and are decorated with ``@register``."""
 
@@ -48,8 +59,10 @@ class SourceAdapter(ABC):
         """Everything to read, in a deterministic order."""
 
     @abstractmethod
-    def read(self, item: WorkItem) -> Iterator[Episode]:
-        """The episodes of one work item; raises (ValueError, OSError, ...) with a reason on bad input."""
+    def read(self, item: WorkItem) -> Iterator[Episode | Rejected]:
+        """The episodes of one work item; raises (ValueError, OSError, ...) with a reason on bad input.
+        Parts of the item that are bad while the rest is good (one annotation row of a video) come out as
+        ``Rejected`` in place of their episode."""
 
 
 def register(cls: type[SourceAdapter]) -> type[SourceAdapter]:

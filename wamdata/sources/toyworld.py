@@ -13,7 +13,7 @@ import yaml
 from wamdata import toyworld
 from wamdata.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
 from wamdata.sources import SourceAdapter, WorkItem, register
-from wamdata.video import DEFAULT_CODEC, VideoCodec
+from wamdata.video import codec_with
 
 TOYWORLD_FPS = 10.0
 
@@ -36,7 +36,7 @@ class ToyWorldSource(SourceAdapter):
     def specs(self) -> list[SourceSpec]:
         config = self.config
         size = config["image_size"]
-        codec = VideoCodec.from_json({**DEFAULT_CODEC.to_json(), **config.get("video", {})})
+        codec = codec_with(config.get("video"))
         specs = []
         for name, source in config["sources"].items():
             arrays = {}
