@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any, ClassVar
 
 from wamdata.schema import Episode, SourceSpec
 
 _REGISTRY: dict[str, type[SourceAdapter]] = {}
+
+
+class InputWarning(UserWarning):
+    """The input's metadata disagrees with its files; the adapter ingests what is there and says so."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,10 @@ class SourceAdapter(ABC):
         self.input = input
         self.options = options
 
+    def default_name(self) -> str:
+        """The dataset name when none is given: the input's last path component, as [A-Za-z0-9_]."""
+        return safe_name(PurePosixPath(str(self.input).rstrip("/")).name or self.format)
+
     @abstractmethod
     def specs(self) -> list[SourceSpec]:
         """The sources this input holds episodes of, with their feature specs (read from metadata)."""
@@ -50,6 +60,11 @@ class SourceAdapter(ABC):
     @abstractmethod
     def read(self, item: WorkItem) -> Iterator[Episode]:
         """The episodes of one work item; raises (ValueError, OSError, ...) with a reason on bad input."""
+
+
+def safe_name(text: str) -> str:
+    """A source / dataset name from free text: runs of other characters become one underscore."""
+    return re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_") or "unnamed"
 
 
 def register(cls: type[SourceAdapter]) -> type[SourceAdapter]:

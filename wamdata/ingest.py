@@ -1,0 +1,193 @@
+"""Ingest: native files -> a wamdata dataset, on Ray Data, the same on a laptop and on a cluster.
+
+    adapter.work_items()  ->  Ray Data map (read -> standardize -> validate -> encode video), one task per item
+                          ->  each finished item staged atomically as its own file, keyed by the item's key
+                          ->  the driver packs the staged samples into shards in work-item order (DatasetWriter)
+                              and writes episodes.parquet, dataset.json (with stats) and quarantine.parquet
+
+Ray does the scheduling, retries and progress. What it cannot give is determinism and resumability, so
+the staging is ours: a retried task overwrites its own staged file (no duplicates), a re-run skips items
+already staged (resume), and shards are assembled in work-item order by one writer, so the output has
+the same bytes whatever the cluster, the number of workers or the order tasks finished in. The staging
+folder sits beside the output and must be on a file system every node sees (one host, NFS, ...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from wamdata.dataset import DEFAULT_SHARD_BYTES, DatasetSummary, DatasetWriter
+from wamdata.schema import SourceSpec
+from wamdata.shards import Sample, encode_sample
+from wamdata.sources import SourceAdapter, WorkItem, adapter_for
+
+RAY_INIT_TIMEOUT_S = 120
+
+
+@dataclass
+class StagedItem:
+    """What one work item produced: its encoded samples, or the reason it failed."""
+
+    key: str
+    path: str
+    samples: list[Sample] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class IngestResult:
+    summary: DatasetSummary
+    quarantined: list[dict[str, str]]
+    skipped_items: int
+    seconds: float
+
+
+def staging_dir_for(out: Path) -> Path:
+    return out.with_name(f".{out.name}.ingest")
+
+
+def staged_path(staging: Path, key: str) -> Path:
+    return staging / "items" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.pkl"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    with open(partial, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial, path)
+
+
+def read_item(adapter: SourceAdapter, specs: dict[str, SourceSpec], item: WorkItem) -> StagedItem:
+    """Read, validate and encode one work item; any failure of the input becomes a quarantine reason."""
+    try:
+        samples = [encode_sample(episode, specs[episode.source]) for episode in adapter.read(item)]
+    except Exception as e:  # noqa: BLE001 - bad input of any kind (h5py, tf, av, parquet errors) is quarantined
+        return StagedItem(item.key, item.path, error=f"{type(e).__name__}: {e}")
+    if not samples:
+        return StagedItem(item.key, item.path, error="no episodes in this input")
+    return StagedItem(item.key, item.path, samples=samples)
+
+
+def stage_item(adapter: SourceAdapter, specs: dict[str, SourceSpec], item: WorkItem, staging: Path) -> StagedItem:
+    staged = read_item(adapter, specs, item)
+    # pickle: the staged file is private to this run, read back only by the driver that wrote the task.
+    _write_atomic(staged_path(staging, item.key), pickle.dumps(staged, protocol=pickle.HIGHEST_PROTOCOL))
+    return staged
+
+
+def load_staged(staging: Path, key: str) -> StagedItem:
+    with open(staged_path(staging, key), "rb") as f:
+        return pickle.load(f)
+
+
+def _prepare_staging(staging: Path, run: dict[str, Any]) -> None:
+    """Keep a previous run's staged items only if it was the same ingest (same format, input, options)."""
+    run_file = staging / "run.json"
+    if staging.exists() and (not run_file.exists() or json.loads(run_file.read_text()) != run):
+        shutil.rmtree(staging)
+    (staging / "items").mkdir(parents=True, exist_ok=True)
+    _write_atomic(run_file, json.dumps(run, sort_keys=True).encode())
+
+
+class _RayRuntime:
+    """Join the cluster at ``address``, or start an embedded local Ray; leave an already connected one alone."""
+
+    def __init__(self, address: str | None) -> None:
+        self.address = address
+        self.started = False
+
+    def __enter__(self) -> _RayRuntime:
+        if not ray.is_initialized():
+            ray.init(address=self.address or "local", include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+            self.started = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.started:
+            ray.shutdown()
+
+
+def run_stage_tasks(
+    adapter: SourceAdapter, specs: dict[str, SourceSpec], items: list[WorkItem], staging: Path, progress: bool
+) -> None:
+    """One Ray Data task per pending work item; each stages its result before the task finishes."""
+    if not items:
+        return
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = progress
+    context.print_on_execution_start = progress
+
+    def stage_row(row: dict[str, Any]) -> dict[str, Any]:
+        staged = stage_item(adapter, specs, items[row["index"]], staging)
+        return {"index": row["index"], "episodes": len(staged.samples), "failed": staged.error is not None}
+
+    rows = ray.data.from_items([{"index": i} for i in range(len(items))], override_num_blocks=len(items))
+    # Ray Data retries a task whose worker died (max_retries=-1 is its default for tasks); bad input does not
+    # raise, it is staged as a quarantine record, so those retries only meet infrastructure failures.
+    for _ in rows.map(stage_row, num_cpus=1).iter_rows():
+        pass
+
+
+def ingest(
+    format: str,
+    input: str,
+    out: str | os.PathLike,
+    *,
+    name: str | None = None,
+    address: str | None = None,
+    limit: int | None = None,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    progress: bool = True,
+    adapter: SourceAdapter | None = None,
+    **options: Any,
+) -> IngestResult:
+    """Ingest ``input`` (read by the adapter registered as ``format``) into the dataset folder ``out``.
+
+    ``limit`` keeps the first N work items (an episode, or a file of episodes, depending on the format).
+    Re-running the same command after an interruption skips the items already staged and gives the same
+    bytes as an uninterrupted run. ``adapter`` replaces the registered one (an instance for ``format``).
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    adapter = adapter or adapter_for(format, input, **options)
+    specs = {spec.name: spec for spec in adapter.specs()}
+    items = adapter.work_items()[:limit]
+    staging = staging_dir_for(out)
+    run = {"format": format, "input": str(input), "options": options, "limit": limit, "shard_bytes": shard_bytes,
+           "name": name}
+    _prepare_staging(staging, json.loads(json.dumps(run, default=str)))
+    pending = [item for item in items if not staged_path(staging, item.key).exists()]
+    with _RayRuntime(address):
+        run_stage_tasks(adapter, specs, pending, staging, progress)
+    quarantined: list[dict[str, str]] = []
+    seen: set[str] = set()
+    with DatasetWriter(out, name or adapter.default_name(), specs.values(), shard_bytes) as writer:
+        for item in items:
+            staged = load_staged(staging, item.key)
+            duplicates = [s.key for s in staged.samples if s.key in seen]
+            if duplicates:
+                staged = StagedItem(item.key, item.path, error=f"episode ids already ingested: {duplicates}")
+            if staged.error is not None:
+                writer.quarantine(item.key, item.path, staged.error)
+                quarantined.append({"key": item.key, "path": item.path, "reason": staged.error})
+                continue
+            for sample in staged.samples:
+                seen.add(sample.key)
+                writer.add_sample(sample)
+        summary = writer.close()
+    shutil.rmtree(staging)
+    return IngestResult(summary, quarantined, len(items) - len(pending), time.perf_counter() - started)
