@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from wamdata.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
 from wamdata.sources import InputWarning, SourceAdapter, WorkItem, register, safe_name
-from wamdata.video import DEFAULT_CODEC, decode_frames, probe_video
+from wamdata.video import codec_for_frames, decode_frames, probe_video
 
 BOOKKEEPING_COLUMNS = ("index", "episode_index", "frame_index")
 ARRAY_NAMES = {"observation.state": "state", "action": "action"}
@@ -172,8 +172,8 @@ class LeRobotSource(SourceAdapter):
         for key in self.video_keys:
             shape = dict(zip(self.info["features"][key].get("names", ["height", "width", "channel"]),
                              self.info["features"][key]["shape"], strict=False))
-            cameras[self.camera_name(key)] = CameraSpec(height=int(shape["height"]), width=int(shape["width"]),
-                                                        codec=DEFAULT_CODEC.to_json())
+            height, width = int(shape["height"]), int(shape["width"])
+            cameras[self.camera_name(key)] = CameraSpec(height, width, codec_for_frames(height, width).to_json())
         arrays = {
             self.array_name(key): ArraySpec(str(np.dtype(f["dtype"])), tuple(f["shape"]),
                                             self._slices(self.array_name(key), f))

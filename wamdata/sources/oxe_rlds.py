@@ -22,7 +22,7 @@ import yaml
 
 from wamdata.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
 from wamdata.sources import SourceAdapter, WorkItem, register, safe_name
-from wamdata.video import DEFAULT_CODEC
+from wamdata.video import codec_for_frames
 
 STEP_BOOKKEEPING = ("is_first", "is_last")  # derivable from the position in the episode
 DEFAULT_FPS = 10.0
@@ -211,7 +211,7 @@ class OxeRldsSource(SourceAdapter):
         cameras = {}
         for key, camera in self.camera_keys.items():
             height, width, _ = self.step_features[key].shape
-            cameras[camera] = CameraSpec(int(height), int(width), DEFAULT_CODEC.to_json(),
+            cameras[camera] = CameraSpec(int(height), int(width), codec_for_frames(height, width).to_json(),
                                          f"RLDS {key}")
         return [SourceSpec(
             name=safe_name(self.dataset_name).lower(), kind=self.standard.get("kind", "teleop"), format=self.format,

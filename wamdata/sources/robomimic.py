@@ -24,7 +24,7 @@ import numpy as np
 
 from wamdata.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
 from wamdata.sources import SourceAdapter, WorkItem, register, safe_name
-from wamdata.video import DEFAULT_CODEC
+from wamdata.video import codec_for_frames
 
 ROBOSUITE_CONTROL_HZ = 20.0  # robosuite's default control_freq, for files whose env_info does not say
 OSC_POSE_SLICES = (
@@ -159,8 +159,8 @@ class RobomimicSource(SourceAdapter):
             if name.startswith("obs/"):
                 key = name.removeprefix("obs/")
                 if len(shape) == 3 and shape[-1] == 3 and np.dtype(dtype) == np.uint8 and key.endswith("_image"):
-                    cameras[safe_name(key.removesuffix("_image"))] = CameraSpec(shape[0], shape[1],
-                                                                                DEFAULT_CODEC.to_json())
+                    codec = codec_for_frames(shape[0], shape[1]).to_json()
+                    cameras[safe_name(key.removesuffix("_image"))] = CameraSpec(shape[0], shape[1], codec)
                 elif len(shape) <= 1:
                     start = state_slices[-1].stop if state_slices else 0
                     state_slices.append(Slice(key, start, start + (shape[0] if shape else 1)))
