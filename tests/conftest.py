@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# Ray binds the loopback address instead of the host's (tests never reach another machine); read by Ray at
+# import, so set before any test module imports it.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 from wamdata.demo import run_demo
 from wamdata.sources.toyworld import load_config
 
