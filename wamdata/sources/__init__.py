@@ -8,6 +8,7 @@ and of resume: one file, or one episode of a multi-episode file. ``adapter_for("
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 import re
@@ -65,6 +66,17 @@ class SourceAdapter(ABC):
 def safe_name(text: str) -> str:
     """A source / dataset name from free text: runs of other characters become one underscore."""
     return re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_") or "unnamed"
+
+
+def merge_specs(specs: list[SourceSpec]) -> list[SourceSpec]:
+    """One spec per source name, in first-seen order: cameras and arrays are the union over the files that
+    share the name (a recording without observations next to one with cameras)."""
+    merged: dict[str, SourceSpec] = {}
+    for spec in specs:
+        first = merged.get(spec.name)
+        merged[spec.name] = spec if first is None else dataclasses.replace(
+            first, cameras={**spec.cameras, **first.cameras}, arrays={**spec.arrays, **first.arrays})
+    return list(merged.values())
 
 
 def register(cls: type[SourceAdapter]) -> type[SourceAdapter]:

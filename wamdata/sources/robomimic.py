@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 
 from wamdata.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
-from wamdata.sources import SourceAdapter, WorkItem, register, safe_name
+from wamdata.sources import SourceAdapter, WorkItem, merge_specs, register, safe_name
 from wamdata.video import codec_for_frames
 
 ROBOSUITE_CONTROL_HZ = 20.0  # robosuite's default control_freq, for files whose env_info does not say
@@ -181,12 +181,13 @@ class RobomimicSource(SourceAdapter):
             uri=str(self.input), description=f"{flavour}: {file.env_name}",
         )
 
+    @cached_property
+    def source_specs(self) -> dict[str, SourceSpec]:
+        specs = [self._spec_of(file) for file in self.files.values() if isinstance(file, RobomimicFile)]
+        return {spec.name: spec for spec in merge_specs(specs)}
+
     def specs(self) -> list[SourceSpec]:
-        specs: dict[str, SourceSpec] = {}
-        for file in self.files.values():
-            if isinstance(file, RobomimicFile) and file.source_name not in specs:
-                specs[file.source_name] = self._spec_of(file)
-        return list(specs.values())
+        return list(self.source_specs.values())
 
     def work_items(self) -> list[WorkItem]:
         items = []
@@ -203,7 +204,7 @@ class RobomimicSource(SourceAdapter):
         file = self.files[path] if path in self.files else RobomimicFile(path)
         if isinstance(file, Exception):
             raise ValueError(f"{path}: cannot read: {type(file).__name__}: {file}")
-        spec = self._spec_of(file)
+        spec = self.source_specs[file.source_name]
         demo_name = item.options["demo"]
         with h5py.File(path, "r") as f:
             demo = f["data"][demo_name]

@@ -1,0 +1,93 @@
+"""Formats with no real sample here (ManiSkill3, RoboMIND, robomimic-converted, LeRobot v3.0): fixtures built
+in the documented layouts from toy-world episodes, each with one case of the format's documented quirk."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import ray
+
+from wamdata.dataset import Dataset, validate
+from wamdata.ingest import ingest
+from wamdata.toyworld import generate_episode
+from wamdata.video import psnr
+
+MIN_PSNR_DB = 35.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def toy(seed: int, max_steps: int = 12):  # noqa: ANN201 - a ToyEpisode
+    return generate_episode(seed, image_size=64, max_steps=max_steps)
+
+
+def by_native_key(dataset: Dataset) -> dict[str, int]:
+    return {key: i for i, key in enumerate(dataset.episodes.column("native_key").to_pylist())}
+
+
+# ManiSkill3 ---------------------------------------------------------------------------------------------------
+
+
+def write_maniskill(path: Path, seeds: list[int], with_obs: bool, elapsed_steps_error: int | None = None) -> None:
+    episodes = []
+    with h5py.File(path, "w") as f:
+        for episode_id, seed in enumerate(seeds):
+            ep = toy(seed)
+            steps = len(ep.actions)
+            traj = f.create_group(f"traj_{episode_id}")
+            traj["actions"] = ep.actions
+            traj["terminated"] = np.zeros(steps, bool)
+            traj["truncated"] = np.zeros(steps, bool)
+            traj["success"] = np.arange(steps) == steps - 1
+            states = np.concatenate([ep.states, ep.states[-1:]])
+            traj["env_states/actors/cube"] = states[:, :3].astype(np.float32)
+            traj["env_states/articulations/panda"] = states.astype(np.float32)
+            if with_obs:
+                traj["obs/sensor_data/base_camera/rgb"] = np.concatenate([ep.frames, ep.frames[-1:]])
+                traj["obs/agent/qpos"] = states[:, :4].astype(np.float32)
+                traj["obs/agent/qvel"] = states[:, 4:].astype(np.float32)
+            elapsed = steps + 1 if episode_id == elapsed_steps_error else steps
+            episodes.append({"episode_id": episode_id, "episode_seed": seed, "control_mode": "pd_ee_delta_pos",
+                             "elapsed_steps": elapsed, "reset_kwargs": {"seed": seed}, "success": True})
+    meta = {"env_info": {"env_id": "PushCube-v1", "max_episode_steps": 50,
+                         "env_kwargs": {"obs_mode": "rgb" if with_obs else "none", "robot_uids": "panda",
+                                        "control_mode": "pd_ee_delta_pos"}},
+            "episodes": episodes}
+    path.with_suffix(".json").write_text(json.dumps(meta))
+
+
+def test_maniskill_trajectories_with_and_without_obs(tmp_path: Path) -> None:
+    root = tmp_path / "maniskill"
+    root.mkdir()
+    write_maniskill(root / "trajectory.rgb.pd_ee_delta_pos.physx_cpu.h5", [1, 2], with_obs=True,
+                    elapsed_steps_error=1)
+    write_maniskill(root / "trajectory.none.pd_ee_delta_pos.physx_cpu.h5", [3], with_obs=False)  # quirk: no obs
+    result = ingest("maniskill", str(root), tmp_path / "out", progress=False)
+    assert [r["key"] for r in result.quarantined] == ["trajectory.rgb.pd_ee_delta_pos.physx_cpu.h5:traj_1"]
+    assert "elapsed_steps" in result.quarantined[0]["reason"]
+    dataset = Dataset.open(tmp_path / "out")
+    keys = by_native_key(dataset)
+    with_obs = dataset.read_episode(keys["trajectory.rgb.pd_ee_delta_pos.physx_cpu.h5:traj_0"])
+    ep = toy(1)
+    np.testing.assert_array_equal(with_obs.arrays["action"], ep.actions)
+    np.testing.assert_array_equal(with_obs.arrays["state"], ep.states.astype(np.float32))
+    assert with_obs.meta["cameras"] == ["base_camera"]
+    frames = with_obs.frames("base_camera")
+    assert len(frames) == len(ep.actions)
+    assert psnr(frames, ep.frames) >= MIN_PSNR_DB
+    assert with_obs.meta["info"]["final_sim_state"][-6:] == pytest.approx(ep.states[-1].tolist())
+    without_obs = dataset.read_episode(keys["trajectory.none.pd_ee_delta_pos.physx_cpu.h5:traj_0"])
+    assert without_obs.meta["cameras"] == [] and "state" not in without_obs.arrays
+    np.testing.assert_array_equal(without_obs.arrays["action"], toy(3).actions)
+    assert dataset.sources["pushcube_v1"].embodiment == "panda"
+    assert validate(tmp_path / "out", progress=False) == []
