@@ -164,3 +164,63 @@ def test_robomind_dual_arm_sim_and_unequal_streams(tmp_path: Path) -> None:
     with h5py.File(sim) as f:
         np.testing.assert_array_equal(simulated.arrays["state"], f["franka/joint_position"][()])
     assert validate(tmp_path / "out", progress=False) == []
+
+
+# robomimic-converted (LIBERO, RoboCasa) -----------------------------------------------------------------------
+
+
+def write_converted(path: Path, env_args: dict, seeds: list[int], camera_key: str, upside_down: bool,
+                    file_attrs: dict | None = None, ep_meta: dict | None = None) -> None:
+    with h5py.File(path, "w") as f:
+        data = f.create_group("data")
+        data.attrs["env_args"] = json.dumps(env_args)
+        for key, value in (file_attrs or {}).items():
+            data.attrs[key] = value
+        for i, seed in enumerate(seeds):
+            ep = toy(seed)
+            demo = data.create_group(f"demo_{i}")
+            demo["actions"] = np.concatenate([ep.actions, np.zeros((len(ep.actions), 5))], axis=1)
+            demo["rewards"] = np.zeros(len(ep.actions))
+            demo["dones"] = np.arange(len(ep.actions)) == len(ep.actions) - 1
+            demo["states"] = ep.states.astype(np.float64)
+            demo[f"obs/{camera_key}"] = ep.frames[:, ::-1, ::-1] if upside_down else ep.frames
+            demo["obs/robot0_eef_pos"] = ep.states[:, :3]
+            demo["obs/robot0_gripper_qpos"] = ep.states[:, 3:5]
+            demo[f"next_obs/{camera_key}"] = demo[f"obs/{camera_key}"][()]
+            if ep_meta is not None:
+                demo.attrs["ep_meta"] = json.dumps(ep_meta)
+
+
+def test_robomimic_converted_libero_upside_down_and_robocasa_language(tmp_path: Path) -> None:
+    root = tmp_path / "converted"
+    root.mkdir()
+    libero_args = {"env_name": "LIBERO_Kitchen_Tabletop_Manipulation", "type": 1,
+                   "env_kwargs": {"robots": ["Panda"], "controller_configs": {"type": "OSC_POSE"},
+                                  "control_freq": 20, "bddl_file_name": "kitchen_scene1_open_drawer.bddl"}}
+    write_converted(root / "libero_open_drawer_demo.hdf5", libero_args, [10, 11], "agentview_rgb",
+                    upside_down=True,  # quirk: LIBERO stores its camera images upside down
+                    file_attrs={"problem_info": json.dumps({"language_instruction": "open the top drawer"})})
+    robocasa_args = {"env_name": "PnPCounterToCab", "type": 1,
+                     "env_kwargs": {"robots": ["PandaOmron"], "controller_configs": {"type": "OSC_POSE"}}}
+    write_converted(root / "robocasa_pnp.hdf5", robocasa_args, [12], "robot0_agentview_left_image",
+                    upside_down=False, ep_meta={"lang": "pick the apple from the counter and place it in the cabinet"})
+    result = ingest("robomimic", str(root), tmp_path / "out", progress=False)
+    assert result.quarantined == []
+    dataset = Dataset.open(tmp_path / "out")
+    keys = by_native_key(dataset)
+    libero = dataset.read_episode(keys["libero_open_drawer_demo.hdf5:demo_1"])
+    ep = toy(11)
+    assert libero.meta["language"] == "open the top drawer"
+    assert libero.meta["cameras"] == ["agentview"]
+    assert psnr(libero.frames("agentview"), ep.frames) >= MIN_PSNR_DB  # upright again
+    assert "rotated 180 degrees" in libero.meta["info"]["frames"]
+    np.testing.assert_array_equal(libero.arrays["state"], ep.states[:, :5])
+    assert [(s.name, s.start, s.stop) for s in dataset.sources["libero_kitchen_tabletop_manipulation"]
+            .arrays["state"].slices] == [("robot0_eef_pos", 0, 3), ("robot0_gripper_qpos", 3, 5)]
+    np.testing.assert_array_equal(libero.arrays["sim_state"], ep.states)
+    np.testing.assert_array_equal(libero.arrays["done"][-1:], [True])
+    robocasa = dataset.read_episode(keys["robocasa_pnp.hdf5:demo_0"])
+    assert robocasa.meta["language"] == "pick the apple from the counter and place it in the cabinet"
+    assert psnr(robocasa.frames("robot0_agentview_left"), toy(12).frames) >= MIN_PSNR_DB
+    assert dataset.sources["pnpcountertocab"].embodiment == "pandaomron"
+    assert validate(tmp_path / "out", progress=False) == []

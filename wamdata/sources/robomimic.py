@@ -57,8 +57,13 @@ def _text(value: Any) -> Any:
     return value if isinstance(value, str | int | float | bool) else str(value)
 
 
-def _is_camera(name: str, dataset: h5py.Dataset) -> bool:
-    return dataset.dtype == np.uint8 and dataset.ndim == 4 and dataset.shape[-1] == 3 and name.endswith("_image")
+def _is_camera(dtype: np.dtype, shape: tuple[int, ...]) -> bool:
+    """RGB images, (H, W, 3) uint8 per step: robomimic's ``<camera>_image``, LIBERO's ``<camera>_rgb``."""
+    return np.dtype(dtype) == np.uint8 and len(shape) == 3 and shape[-1] == 3
+
+
+def _camera_name(key: str) -> str:
+    return safe_name(key.removesuffix("_image").removesuffix("_rgb"))
 
 
 class RobomimicFile:
@@ -158,9 +163,9 @@ class RobomimicSource(SourceAdapter):
         for name, (dtype, shape) in file.layout.items():
             if name.startswith("obs/"):
                 key = name.removeprefix("obs/")
-                if len(shape) == 3 and shape[-1] == 3 and np.dtype(dtype) == np.uint8 and key.endswith("_image"):
+                if _is_camera(dtype, shape):
                     codec = codec_for_frames(shape[0], shape[1]).to_json()
-                    cameras[safe_name(key.removesuffix("_image"))] = CameraSpec(shape[0], shape[1], codec)
+                    cameras[_camera_name(key)] = CameraSpec(shape[0], shape[1], codec)
                 elif len(shape) <= 1:
                     start = state_slices[-1].stop if state_slices else 0
                     state_slices.append(Slice(key, start, start + (shape[0] if shape else 1)))
@@ -213,9 +218,9 @@ class RobomimicSource(SourceAdapter):
             state_parts = []
             for name, dataset in RobomimicFile._datasets(demo):
                 key = name.removeprefix("obs/")
-                if name.startswith("obs/") and _is_camera(key, dataset):
+                if name.startswith("obs/") and _is_camera(dataset.dtype, dataset.shape[1:]):
                     image = dataset[()]
-                    frames[safe_name(key.removesuffix("_image"))] = image[:, ::-1, ::-1] if file.is_libero else image
+                    frames[_camera_name(key)] = image[:, ::-1, ::-1] if file.is_libero else image
                 elif name.startswith("obs/") and dataset.ndim <= 2:
                     state_parts.append(dataset[()].reshape(len(dataset), -1))
                 elif name.startswith("obs/"):
