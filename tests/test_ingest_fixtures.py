@@ -10,6 +10,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import ray
 from PIL import Image
@@ -17,7 +19,8 @@ from PIL import Image
 from wamdata.dataset import Dataset, validate
 from wamdata.ingest import ingest
 from wamdata.toyworld import generate_episode
-from wamdata.video import psnr
+from wamdata.toyworld_export import write_lerobot_v21
+from wamdata.video import VideoCodec, encode_video, psnr
 
 MIN_PSNR_DB = 35.0
 
@@ -224,3 +227,85 @@ def test_robomimic_converted_libero_upside_down_and_robocasa_language(tmp_path: 
     assert psnr(robocasa.frames("robot0_agentview_left"), toy(12).frames) >= MIN_PSNR_DB
     assert dataset.sources["pnpcountertocab"].embodiment == "pandaomron"
     assert validate(tmp_path / "out", progress=False) == []
+
+
+# LeRobot v3.0 -------------------------------------------------------------------------------------------------
+
+
+def write_lerobot_v3(root: Path, seeds: list[int], fps: float = 10.0) -> list:
+    """meta/info.json (v3.0), meta/tasks.parquet, meta/episodes/chunk-000/file-000.parquet, and all episodes in
+    one data file and one video file (the v3 quirk: locate each by index range and timestamp range)."""
+    episodes = [toy(seed) for seed in seeds]
+    tasks = list(dict.fromkeys(ep.language for ep in episodes))
+    rows, meta_rows, frames, index = [], [], [], 0
+    for episode_index, ep in enumerate(episodes):
+        steps = len(ep.actions)
+        for t in range(steps):
+            rows.append({"observation.state": ep.states[t].tolist(), "action": ep.actions[t].tolist(),
+                         "timestamp": t / fps, "frame_index": t, "episode_index": episode_index,
+                         "index": index + t, "task_index": tasks.index(ep.language)})
+        meta_rows.append({
+            "episode_index": episode_index, "tasks": [ep.language], "length": steps,
+            "data/chunk_index": 0, "data/file_index": 0,
+            "dataset_from_index": index, "dataset_to_index": index + steps,
+            "videos/observation.images.front/chunk_index": 0, "videos/observation.images.front/file_index": 0,
+            "videos/observation.images.front/from_timestamp": index / fps,
+            "videos/observation.images.front/to_timestamp": (index + steps) / fps,
+        })
+        frames.append(ep.frames)
+        index += steps
+    (root / "data" / "chunk-000").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows), root / "data" / "chunk-000" / "file-000.parquet")
+    (root / "meta" / "episodes" / "chunk-000").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(meta_rows), root / "meta" / "episodes" / "chunk-000" / "file-000.parquet")
+    pq.write_table(pa.table({"task_index": list(range(len(tasks))), "task": tasks}), root / "meta" / "tasks.parquet")
+    video = root / "videos" / "observation.images.front" / "chunk-000" / "file-000.mp4"
+    video.parent.mkdir(parents=True)
+    video.write_bytes(encode_video(np.concatenate(frames), fps, VideoCodec(pix_fmt="yuv444p")))
+    info = {"codebase_version": "v3.0", "robot_type": "toy_pusher", "fps": fps, "total_episodes": len(episodes),
+            "total_frames": index, "total_tasks": len(tasks), "chunks_size": 1000,
+            "splits": {"train": f"0:{len(episodes) - 1}", "val": f"{len(episodes) - 1}:{len(episodes)}"},
+            "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
+            "video_path": "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
+            "features": {
+                "observation.images.front": {"dtype": "video", "shape": [64, 64, 3],
+                                             "names": ["height", "width", "channels"]},
+                "observation.state": {"dtype": "float32", "shape": [6], "names": None},
+                "action": {"dtype": "float32", "shape": [2], "names": None},
+                "timestamp": {"dtype": "float32", "shape": [1], "names": None},
+                "frame_index": {"dtype": "int64", "shape": [1], "names": None},
+                "episode_index": {"dtype": "int64", "shape": [1], "names": None},
+                "index": {"dtype": "int64", "shape": [1], "names": None},
+                "task_index": {"dtype": "int64", "shape": [1], "names": None}}}
+    (root / "meta" / "info.json").write_text(json.dumps(info))
+    return episodes
+
+
+def test_lerobot_v3_many_episodes_per_file(tmp_path: Path) -> None:
+    root = tmp_path / "toy_v3"
+    episodes = write_lerobot_v3(root, [20, 21, 22])
+    result = ingest("lerobot", str(root), tmp_path / "out", progress=False)
+    assert result.quarantined == []
+    dataset = Dataset.open(tmp_path / "out")
+    keys = by_native_key(dataset)
+    for index, ep in enumerate(episodes):
+        stored = dataset.read_episode(keys[f"toy_v3/episode_{index:06d}"])
+        assert stored.meta["num_steps"] == len(ep.actions)
+        np.testing.assert_array_equal(stored.arrays["action"], ep.actions)
+        np.testing.assert_array_equal(stored.arrays["state"], ep.states)
+        assert stored.meta["language"] == ep.language
+        assert stored.meta["split"] == ("val" if index == 2 else "train")
+        frames = stored.frames("front")
+        assert len(frames) == len(ep.actions) and psnr(frames, ep.frames) >= MIN_PSNR_DB
+    assert validate(tmp_path / "out", progress=False) == []
+
+
+def test_lerobot_v21_written_from_the_toy_world(tmp_path: Path) -> None:
+    episodes = [toy(seed) for seed in (30, 31)]
+    write_lerobot_v21(episodes, tmp_path / "toy_v21", fps=10.0, codec=VideoCodec(pix_fmt="yuv444p"))
+    ingest("lerobot", str(tmp_path / "toy_v21"), tmp_path / "out", progress=False)
+    dataset = Dataset.open(tmp_path / "out")
+    for index, ep in enumerate(episodes):
+        stored = dataset.read_episode(by_native_key(dataset)[f"toy_v21/episode_{index:06d}"])
+        np.testing.assert_array_equal(stored.arrays["action"], ep.actions)
+        assert psnr(stored.frames("front"), ep.frames) >= MIN_PSNR_DB
