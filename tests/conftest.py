@@ -23,6 +23,7 @@ def small_demo_config() -> dict:
     config["sources"]["toy_robot"]["episodes"] = 30
     config["sources"]["toy_human"]["episodes"] = 12
     config["shard_bytes"] = 60_000
+    config["native_formats"]["episodes"] = 4
     return config
 
 

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from conftest import small_demo_config
+from wamdata.toyworld import generate_episode
 
 
 def wamdata(*args: str) -> subprocess.CompletedProcess:
@@ -29,6 +30,13 @@ def test_demo_prints_its_summary_and_validates(tmp_path: Path) -> None:
     assert total[1] == "42"
     assert "validate: ok (42 episodes" in result.stdout
     assert (tmp_path / "out" / "dataset.json").exists()
+    native = {line.split()[0]: line.split() for line in lines if line.startswith(("lerobot ", "robomimic "))}
+    robot = config["sources"]["toy_robot"]
+    frames = sum(len(generate_episode(robot["first_seed"] + i, image_size=config["image_size"],
+                                      max_steps=config["max_steps"], noise=config["noise"]).frames) for i in range(4))
+    for format in ("lerobot", "robomimic"):
+        assert native[format][3:6] == ["4", str(frames), "0"]
+        assert native[format][-1] == "ok"
 
 
 def test_inspect_shows_sources_slices_and_an_episode(demo_dataset: Path) -> None:

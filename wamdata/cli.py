@@ -13,7 +13,7 @@ import fsspec
 import numpy as np
 
 from wamdata.dataset import DATASET_JSON, Dataset, join_url, validate, write_dataset_info
-from wamdata.demo import run_demo
+from wamdata.demo import run_demo, run_native_ingest
 from wamdata.schema import SchemaError
 from wamdata.sources import available_formats
 from wamdata.sources.toyworld import load_config
@@ -61,7 +61,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"  {p}")
         return 1
     print(f"validate: ok ({t.episodes} episodes, {t.shards} shards, every sample decoded)")
-    return 0
+    native = run_native_ingest(config, out=args.out, progress=not args.quiet)
+    if not native:
+        return 0
+    print("\nthe toy robot written as native files, then `wamdata ingest`ed (Ray Data) and validated:")
+    rows = [[n.format, str(n.input), str(n.summary.root), n.summary.total.episodes, n.summary.total.frames,
+             n.quarantined, f"{n.seconds:.1f} s", "ok" if not n.problems else f"{len(n.problems)} problem(s)"]
+            for n in native]
+    print(format_table(["format", "input", "dataset", "episodes", "frames", "quarantined", "time", "validate"],
+                       rows))
+    for n in native:
+        for p in n.problems:
+            print(f"  {p}")
+    return 1 if any(n.problems or n.quarantined for n in native) else 0
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:

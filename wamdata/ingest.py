@@ -101,14 +101,14 @@ def _prepare_staging(staging: Path, run: dict[str, Any]) -> None:
     _write_atomic(run_file, json.dumps(run, sort_keys=True).encode())
 
 
-class _RayRuntime:
+class RaySession:
     """Join the cluster at ``address``, or start an embedded local Ray; leave an already connected one alone."""
 
     def __init__(self, address: str | None) -> None:
         self.address = address
         self.started = False
 
-    def __enter__(self) -> _RayRuntime:
+    def __enter__(self) -> RaySession:
         if not ray.is_initialized():
             ray.init(address=self.address or "local", include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
@@ -171,7 +171,7 @@ def ingest(
            "name": name}
     _prepare_staging(staging, json.loads(json.dumps(run, default=str)))
     pending = [item for item in items if not staged_path(staging, item.key).exists()]
-    with _RayRuntime(address):
+    with RaySession(address):
         run_stage_tasks(adapter, specs, pending, staging, progress)
     quarantined: list[dict[str, str]] = []
     seen: set[str] = set()
