@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ray
 
 from wamdata.dataset import DEFAULT_SHARD_BYTES, DatasetSummary, DatasetWriter
@@ -31,7 +32,7 @@ from wamdata.schema import SourceSpec
 from wamdata.shards import Sample, encode_sample
 from wamdata.sources import SourceAdapter, WorkItem, adapter_for
 
-RAY_INIT_TIMEOUT_S = 120
+MAX_ITEMS_PER_TASK = 16
 
 
 @dataclass
@@ -120,24 +121,39 @@ class RaySession:
             ray.shutdown()
 
 
+def items_per_task(num_items: int, num_cpus: int) -> int:
+    """Work items per Ray task: a task costs ~50-80 ms of scheduling, more than a small episode takes to encode,
+    so small items are grouped; at least 4 tasks per CPU are kept for balance, and at most 16 items per task
+    so a retried task redoes little (its items already staged are skipped anyway)."""
+    return max(1, min(MAX_ITEMS_PER_TASK, num_items // (4 * max(num_cpus, 1))))
+
+
 def run_stage_tasks(
     adapter: SourceAdapter, specs: dict[str, SourceSpec], items: list[WorkItem], staging: Path, progress: bool
 ) -> None:
-    """One Ray Data task per pending work item; each stages its result before the task finishes."""
+    """Ray Data tasks over the pending work items; each item is staged before its task finishes."""
     if not items:
         return
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = progress
     context.print_on_execution_start = progress
 
-    def stage_row(row: dict[str, Any]) -> dict[str, Any]:
-        staged = stage_item(adapter, specs, items[row["index"]], staging)
-        return {"index": row["index"], "episodes": len(staged.samples), "failed": staged.error is not None}
+    def stage_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        failed = []
+        for index in batch["index"]:
+            item = items[int(index)]
+            if staged_path(staging, item.key).exists():  # staged by an earlier attempt of this task
+                failed.append(False)
+                continue
+            failed.append(stage_item(adapter, specs, item, staging).error is not None)
+        return {"index": batch["index"], "failed": np.array(failed)}
 
-    rows = ray.data.from_items([{"index": i} for i in range(len(items))], override_num_blocks=len(items))
+    per_task = items_per_task(len(items), int(ray.cluster_resources().get("CPU", 1)))
+    rows = ray.data.from_items([{"index": i} for i in range(len(items))],
+                               override_num_blocks=-(-len(items) // per_task))
     # Ray Data retries a task whose worker died (max_retries=-1 is its default for tasks); bad input does not
     # raise, it is staged as a quarantine record, so those retries only meet infrastructure failures.
-    for _ in rows.map(stage_row, num_cpus=1).iter_rows():
+    for _ in rows.map_batches(stage_batch, batch_size=None, num_cpus=1).iter_batches(batch_size=None):
         pass
 
 

@@ -10,6 +10,7 @@ are dummy cameras and left out of that episode, whatever ``has_image_*`` says.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Iterator
 from functools import cache, cached_property
@@ -70,9 +71,11 @@ def _builder(directory: str) -> Any:
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
-    # One thread per worker process: Ray runs one task per core, TensorFlow must not take them all.
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    tf.config.threading.set_intra_op_parallelism_threads(1)
+    # One thread per worker process: Ray runs one task per core, TensorFlow must not take them all. A process
+    # that has used TensorFlow already (a driver that read with tfds) keeps its settings.
+    with contextlib.suppress(RuntimeError):
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.config.threading.set_intra_op_parallelism_threads(1)
     return tfds.builder_from_directory(directory)
 
 
