@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,3 +42,24 @@ def demo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run_demo(small_demo_config(), out=root, progress=False)
     assert result.problems == []
     return root
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """One embedded Ray (2 CPUs, no dashboard) shared by the tests of a module; ingest() joins it."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def file_digests(root: Path) -> dict[str, str]:
+    """sha256 of every file below root, by relative path: two datasets are byte-identical iff these are equal."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def rows_by_native_key(dataset) -> dict[str, int]:  # noqa: ANN001 - a wamdata.dataset.Dataset
+    """Row index of each episode in episodes.parquet, by its native key."""
+    return {key: i for i, key in enumerate(dataset.episodes.column("native_key").to_pylist())}

@@ -3,21 +3,16 @@ same bytes."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 import ray
 from ray.cluster_utils import Cluster
 
+from conftest import file_digests
 from wamdata.ingest import ingest
 
 NODE_ARGS = {"num_cpus": 1, "include_dashboard": False, "node_ip_address": "127.0.0.1"}
-
-
-def file_digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.timeout(300)

@@ -3,7 +3,6 @@ whose worker dies is retried without duplicate episodes."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
@@ -17,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
+from conftest import file_digests
 from wamdata.dataset import QUARANTINE_PARQUET, Dataset, validate
 from wamdata.ingest import ingest, staging_dir_for
 from wamdata.schema import Episode
@@ -25,17 +25,7 @@ from wamdata.sources.lerobot import LeRobotSource
 
 GR00T = "lerobot_gr00t_picknplace/robot_sim.PickNPlace"
 
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-def file_digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+pytestmark = pytest.mark.usefixtures("local_ray")
 
 
 def truncate(path: Path, keep: float = 0.5) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -13,9 +12,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import ray
 from PIL import Image
 
+from conftest import rows_by_native_key
 from wamdata.dataset import Dataset, validate
 from wamdata.ingest import ingest
 from wamdata.toyworld import generate_episode
@@ -24,20 +23,11 @@ from wamdata.video import VideoCodec, encode_video, psnr
 
 MIN_PSNR_DB = 35.0
 
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("local_ray")
 
 
 def toy(seed: int, max_steps: int = 12):  # noqa: ANN201 - a ToyEpisode
     return generate_episode(seed, image_size=64, max_steps=max_steps)
-
-
-def by_native_key(dataset: Dataset) -> dict[str, int]:
-    return {key: i for i, key in enumerate(dataset.episodes.column("native_key").to_pylist())}
 
 
 # ManiSkill3 ---------------------------------------------------------------------------------------------------
@@ -81,7 +71,7 @@ def test_maniskill_trajectories_with_and_without_obs(tmp_path: Path) -> None:
     assert [r["key"] for r in result.quarantined] == ["trajectory.rgb.pd_ee_delta_pos.physx_cpu.h5:traj_1"]
     assert "elapsed_steps" in result.quarantined[0]["reason"]
     dataset = Dataset.open(tmp_path / "out")
-    keys = by_native_key(dataset)
+    keys = rows_by_native_key(dataset)
     with_obs = dataset.read_episode(keys["trajectory.rgb.pd_ee_delta_pos.physx_cpu.h5:traj_0"])
     ep = toy(1)
     np.testing.assert_array_equal(with_obs.arrays["action"], ep.actions)
@@ -147,7 +137,7 @@ def test_robomind_dual_arm_sim_and_unequal_streams(tmp_path: Path) -> None:
     assert sorted(set(dataset.episodes.column("source").to_pylist())) == ["agilex_3rgb", "sim_franka_3rgb"]
     spec = dataset.sources["agilex_3rgb"]
     assert [s.name for s in spec.arrays["action"].slices] == ["left_joint_position", "right_joint_position"]
-    keys = by_native_key(dataset)
+    keys = rows_by_native_key(dataset)
     dual = dataset.read_episode(keys["benchmark1_0_release/h5_agilex_3rgb/pick_apple/success_episodes/train/ep_001"])
     with h5py.File(agilex) as f:
         np.testing.assert_array_equal(dual.arrays["action"], np.concatenate(
@@ -210,7 +200,7 @@ def test_robomimic_converted_libero_upside_down_and_robocasa_language(tmp_path: 
     result = ingest("robomimic", str(root), tmp_path / "out", progress=False)
     assert result.quarantined == []
     dataset = Dataset.open(tmp_path / "out")
-    keys = by_native_key(dataset)
+    keys = rows_by_native_key(dataset)
     libero = dataset.read_episode(keys["libero_open_drawer_demo.hdf5:demo_1"])
     ep = toy(11)
     assert libero.meta["language"] == "open the top drawer"
@@ -287,7 +277,7 @@ def test_lerobot_v3_many_episodes_per_file(tmp_path: Path) -> None:
     result = ingest("lerobot", str(root), tmp_path / "out", progress=False)
     assert result.quarantined == []
     dataset = Dataset.open(tmp_path / "out")
-    keys = by_native_key(dataset)
+    keys = rows_by_native_key(dataset)
     for index, ep in enumerate(episodes):
         stored = dataset.read_episode(keys[f"toy_v3/episode_{index:06d}"])
         assert stored.meta["num_steps"] == len(ep.actions)
@@ -306,6 +296,6 @@ def test_lerobot_v21_written_from_the_toy_world(tmp_path: Path) -> None:
     ingest("lerobot", str(tmp_path / "toy_v21"), tmp_path / "out", progress=False)
     dataset = Dataset.open(tmp_path / "out")
     for index, ep in enumerate(episodes):
-        stored = dataset.read_episode(by_native_key(dataset)[f"toy_v21/episode_{index:06d}"])
+        stored = dataset.read_episode(rows_by_native_key(dataset)[f"toy_v21/episode_{index:06d}"])
         np.testing.assert_array_equal(stored.arrays["action"], ep.actions)
         assert psnr(stored.frames("front"), ep.frames) >= MIN_PSNR_DB

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import ray
 
+from conftest import rows_by_native_key
 from wamdata.dataset import QUARANTINE_PARQUET, Dataset, validate
 from wamdata.ingest import ingest
 from wamdata.sources import InputWarning
@@ -19,16 +18,7 @@ from wamdata.video import decode_frames, psnr
 
 MIN_PSNR_DB = 35.0
 
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-def episodes_by_native_key(dataset: Dataset) -> dict[str, int]:
-    return {key: i for i, key in enumerate(dataset.episodes.column("native_key").to_pylist())}
+pytestmark = pytest.mark.usefixtures("local_ray")
 
 
 def test_lerobot_gr00t_v2_ingests_what_is_there_and_warns_about_info_json(real_data: Path, tmp_path: Path) -> None:
@@ -42,7 +32,7 @@ def test_lerobot_gr00t_v2_ingests_what_is_there_and_warns_about_info_json(real_d
     assert result.quarantined == []
     dataset = Dataset.open(tmp_path / "gr00t")
     assert len(dataset) == 5
-    keys = episodes_by_native_key(dataset)
+    keys = rows_by_native_key(dataset)
     lengths = [json.loads(line)["length"] for line in (root / "meta" / "episodes.jsonl").read_text().splitlines()]
     tasks = {json.loads(line)["task_index"]: json.loads(line)["task"]
              for line in (root / "meta" / "tasks.jsonl").read_text().splitlines()}
@@ -71,7 +61,7 @@ def test_robosuite_v1_raw_demos_become_state_action_episodes(real_data: Path, tm
     assert result.quarantined == []
     dataset = Dataset.open(tmp_path / "robosuite")
     assert sorted(dataset.sources) == ["door", "lift", "stack", "wipe"]
-    keys = episodes_by_native_key(dataset)
+    keys = rows_by_native_key(dataset)
     for task in ("lift", "door", "stack", "wipe"):
         path = root / task / "panda" / "demo.hdf5"
         stored = dataset.read_episode(keys[f"{task}/panda/demo.hdf5:demo_1"])

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import ray
+from tqdm import tqdm
 
 from wamdata.dataset import DEFAULT_SHARD_BYTES, DatasetSummary, DatasetWriter
 from wamdata.schema import SourceSpec
@@ -192,7 +193,7 @@ def ingest(
     quarantined: list[dict[str, str]] = []
     seen: set[str] = set()
     with DatasetWriter(out, name or adapter.default_name(), specs.values(), shard_bytes) as writer:
-        for item in items:
+        for item in tqdm(items, desc="write shards", unit="item", disable=not progress):
             staged = load_staged(staging, item.key)
             duplicates = [s.key for s in staged.samples if s.key in seen]
             if duplicates:

@@ -196,13 +196,12 @@ class LeRobotSource(SourceAdapter):
         return "train"
 
     def _rows(self, episode: dict[str, Any], path: Path):  # noqa: ANN202 - a pyarrow Table
-        table = pq.read_table(path)
         if self.is_v3:
-            index = table.column("index")
-            mask = pc.and_(pc.greater_equal(index, episode["dataset_from_index"]),
-                           pc.less(index, episode["dataset_to_index"]))
-            table = table.filter(mask)
-        elif "episode_index" in table.column_names:
+            # many episodes share a file: read only the row groups that hold this one's index range
+            return pq.read_table(path, filters=[("index", ">=", episode["dataset_from_index"]),
+                                                ("index", "<", episode["dataset_to_index"])])
+        table = pq.read_table(path)
+        if "episode_index" in table.column_names:
             table = table.filter(pc.equal(table.column("episode_index"), episode["episode_index"]))
         return table
 
