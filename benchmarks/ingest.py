@@ -8,7 +8,7 @@
 Ingest = the whole `wamdata ingest` pipeline (read, validate, encode video, stats, shards, episodes.parquet),
 Ray already started (its start-up is reported apart). frames = steps x cameras actually stored.
 
-    .venv/bin/python benchmarks/ingest.py [--copies 8] [--episodes 200]
+    .venv/bin/python benchmarks/ingest.py [--copies 32] [--episodes 800]
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ def measure(name: str, format: str, source: Path, baseline, work: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--copies", type=int, default=8, help="bridge tfrecord shards (25 episodes each)")
-    parser.add_argument("--episodes", type=int, default=200, help="toy robot demos in the HDF5 file")
+    parser.add_argument("--copies", type=int, default=32, help="bridge tfrecord shards (25 episodes each)")
+    parser.add_argument("--episodes", type=int, default=800, help="toy robot demos in the HDF5 file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -247,7 +247,7 @@ class OxeRldsSource(SourceAdapter):
         episodes = self.builder.as_dataset(split=f"{split}[{start}:{stop}]", shuffle_files=False)
         count = 0
         for position, episode in enumerate(episodes, start=start):
-            steps = tf.data.experimental.get_single_element(episode["steps"].batch(1 << 30))
+            steps = episode["steps"].batch(1 << 30).get_single_element()
             flat = {key: value.numpy() for key, value in _flatten_tensors(steps).items()}
             metadata = {k: _plain(v.numpy()) for k, v in _flatten_tensors(episode.get("episode_metadata", {})).items()}
             yield self._episode(spec, flat, metadata, f"{split}/{position:08d}", split)
