@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +64,17 @@ def test_source_formats_are_registered_by_module_name() -> None:
     assert [s.name for s in source.specs()] == ["toy_robot", "toy_human"]
     with pytest.raises(ValueError, match="unknown source format 'nope'; available: .*toyworld"):
         adapter_for("nope", "x")
+
+
+def test_ingest_command_limits_work_items_and_reports_quarantine(real_data: Path, tmp_path: Path) -> None:
+    shutil.copytree(real_data / "robosuite_v1_demos", tmp_path / "demos")
+    (tmp_path / "demos" / "door" / "panda" / "demo.hdf5").write_bytes(b"not an hdf5 file")
+    result = wamdata("-q", "ingest", "robomimic", str(tmp_path / "demos"), "--out", str(tmp_path / "out"),
+                     "--limit", "3")
+    assert result.returncode == 0, result.stderr
+    sources = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()
+               if line.startswith(("lift", "stack", "door", "wipe"))}
+    # the first 3 work items are door (bad), lift, stack; wipe's source is declared but got no work item
+    assert sources == {"lift": "1", "stack": "1", "wipe": "0"}
+    assert "QUARANTINED door/panda/demo.hdf5" in result.stderr
+    assert "1 input(s) quarantined" in result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -15,7 +16,7 @@ import numpy as np
 from wamdata.dataset import DATASET_JSON, Dataset, join_url, validate, write_dataset_info
 from wamdata.demo import run_demo, run_native_ingest
 from wamdata.schema import SchemaError
-from wamdata.sources import available_formats
+from wamdata.sources import InputWarning, available_formats
 from wamdata.sources.toyworld import load_config
 from wamdata.stats import StatsAccumulator, StatsByArray, stats_document
 
@@ -79,8 +80,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from wamdata.ingest import ingest  # Ray is imported only by the commands that run it
 
-    result = ingest(args.source_format, args.input, args.out, name=args.name, address=args.address,
-                    limit=args.limit, progress=not args.quiet)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InputWarning)
+        result = ingest(args.source_format, args.input, args.out, name=args.name, address=args.address,
+                        limit=args.limit, progress=not args.quiet)
+    for warning in caught:
+        if issubclass(warning.category, InputWarning):
+            print(f"WARNING {warning.message}", file=sys.stderr)
     summary = result.summary
     rows = [[name, s.episodes, s.steps, s.frames, s.shards, human_bytes(s.bytes)]
             for name, s in summary.by_source.items()]
