@@ -118,14 +118,15 @@ class WorkerDiesOnceSource(LeRobotSource):
     """LeRobot, except that the worker reading one chosen episode kills itself the first time (a node lost,
     an OOM kill): Ray must retry the task, and the output must not hold that episode twice."""
 
-    def __init__(self, input: str, marker: str, victim: str, **options: object) -> None:
+    def __init__(self, input: str, marker: str, victim: str, every_time: bool = False, **options: object) -> None:
         super().__init__(input, **options)
         self.marker = marker
         self.victim = victim
+        self.every_time = every_time
 
     def read(self, item: WorkItem) -> Iterator[Episode]:
         for episode in super().read(item):
-            if item.key == self.victim and not os.path.exists(self.marker):
+            if item.key == self.victim and (self.every_time or not os.path.exists(self.marker)):
                 Path(self.marker).touch()
                 os._exit(1)
             yield episode
@@ -143,3 +144,15 @@ def test_a_dead_worker_is_retried_without_duplicates(real_data: Path, tmp_path: 
     assert len(ids) == len(set(ids)) == 5
     assert file_digests(out) == file_digests(gr00t_reference)
 
+
+
+def test_an_input_that_always_kills_its_worker_is_quarantined(real_data: Path, tmp_path: Path) -> None:
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    adapter = WorkerDiesOnceSource(str(real_data / GR00T), marker=str(tmp_path / "died"), victim="episode_000001",
+                                   every_time=True)
+    with pytest.warns(UserWarning):
+        result = ingest("lerobot", str(real_data / GR00T), tmp_path / "out", adapter=adapter, progress=False)
+    assert [(r["key"], r["reason"]) for r in result.quarantined] == [
+        ("episode_000001", "the Ray task reading it died 3 times (its worker crashed or was killed)")]
+    assert Dataset.open(tmp_path / "out").episodes.column("native_key").to_pylist() == [
+        f"robot_sim.PickNPlace/episode_{i:06d}" for i in (0, 2, 3, 4)]

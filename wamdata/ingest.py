@@ -20,6 +20,7 @@ import os
 import pickle
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from wamdata.shards import Sample, encode_sample
 from wamdata.sources import SourceAdapter, WorkItem, adapter_for
 
 MAX_ITEMS_PER_TASK = 16
+TASK_RETRIES = 2
 
 
 @dataclass
@@ -130,14 +132,25 @@ def items_per_task(num_items: int, num_cpus: int) -> int:
 
 
 def run_stage_tasks(
-    adapter: SourceAdapter, specs: dict[str, SourceSpec], items: list[WorkItem], staging: Path, progress: bool
+    adapter: SourceAdapter,
+    specs: dict[str, SourceSpec],
+    items: list[WorkItem],
+    staging: Path,
+    progress: bool,
+    per_task: int | None = None,
 ) -> None:
-    """Ray Data tasks over the pending work items; each item is staged before its task finishes."""
+    """Ray Data tasks over the pending work items; each item is staged before its task finishes.
+
+    Bad input does not raise (it is staged as a quarantine record), so Ray's retries only meet a worker that
+    died: a lost node or an OOM kill is retried; a task whose worker dies TASK_RETRIES + 1 times (an input
+    that crashes its decoder) is given up, the run goes on, and its unstaged items are left to the caller.
+    """
     if not items:
         return
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = progress
     context.print_on_execution_start = progress
+    context.max_errored_blocks = -1
 
     def stage_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         failed = []
@@ -149,13 +162,26 @@ def run_stage_tasks(
             failed.append(stage_item(adapter, specs, item, staging).error is not None)
         return {"index": batch["index"], "failed": np.array(failed)}
 
-    per_task = items_per_task(len(items), int(ray.cluster_resources().get("CPU", 1)))
+    per_task = per_task or items_per_task(len(items), int(ray.cluster_resources().get("CPU", 1)))
     rows = ray.data.from_items([{"index": i} for i in range(len(items))],
                                override_num_blocks=-(-len(items) // per_task))
-    # Ray Data retries a task whose worker died (max_retries=-1 is its default for tasks); bad input does not
-    # raise, it is staged as a quarantine record, so those retries only meet infrastructure failures.
-    for _ in rows.map_batches(stage_batch, batch_size=None, num_cpus=1).iter_batches(batch_size=None):
+    with warnings.catch_warnings():
+        # Ray 2.60 deprecates ray_remote_args but has no named max_retries yet; its default (-1) would retry a
+        # crashing input forever.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        staged = rows.map_batches(stage_batch, batch_size=None, num_cpus=1, max_retries=TASK_RETRIES)
+    for _ in staged.iter_batches(batch_size=None):
         pass
+
+
+def stage_all(
+    adapter: SourceAdapter, specs: dict[str, SourceSpec], items: list[WorkItem], staging: Path, progress: bool
+) -> None:
+    """Stage every item; items of a task that kept dying are tried once more one per task, so only the
+    input that kills its worker is left unstaged, not the ones grouped with it."""
+    run_stage_tasks(adapter, specs, items, staging, progress)
+    unstaged = [item for item in items if not staged_path(staging, item.key).exists()]
+    run_stage_tasks(adapter, specs, unstaged, staging, progress, per_task=1)
 
 
 def ingest(
@@ -189,12 +215,16 @@ def ingest(
     _prepare_staging(staging, json.loads(json.dumps(run, default=str)))
     pending = [item for item in items if not staged_path(staging, item.key).exists()]
     with RaySession(address):
-        run_stage_tasks(adapter, specs, pending, staging, progress)
+        stage_all(adapter, specs, pending, staging, progress)
     quarantined: list[dict[str, str]] = []
     seen: set[str] = set()
     with DatasetWriter(out, name or adapter.default_name(), specs.values(), shard_bytes) as writer:
         for item in tqdm(items, desc="write shards", unit="item", disable=not progress):
-            staged = load_staged(staging, item.key)
+            if not staged_path(staging, item.key).exists():
+                staged = StagedItem(item.key, item.path, error=f"the Ray task reading it died {TASK_RETRIES + 1} "
+                                    "times (its worker crashed or was killed)")
+            else:
+                staged = load_staged(staging, item.key)
             duplicates = [s.key for s in staged.samples if s.key in seen]
             if duplicates:
                 staged = StagedItem(item.key, item.path, error=f"episode ids already ingested: {duplicates}")
