@@ -1,6 +1,6 @@
 """Ingest: native files -> a wamdata dataset, on Ray Data, the same on a laptop and on a cluster.
 
-    adapter.work_items()  ->  Ray Data map (read -> standardize -> validate -> encode video), one task per item
+    adapter.work_items()  ->  Ray Data map_batches (read -> standardize -> validate -> encode video), a few items a task
                           ->  each finished item staged atomically as its own file, keyed by the item's key
                           ->  the driver packs the staged samples into shards in work-item order (DatasetWriter)
                               and writes episodes.parquet, dataset.json (with stats) and quarantine.parquet
@@ -216,7 +216,6 @@ def ingest(
     pending = [item for item in items if not staged_path(staging, item.key).exists()]
     with RaySession(address):
         stage_all(adapter, specs, pending, staging, progress)
-    quarantined: list[dict[str, str]] = []
     seen: set[str] = set()
     with DatasetWriter(out, name or adapter.default_name(), specs.values(), shard_bytes) as writer:
         for item in tqdm(items, desc="write shards", unit="item", disable=not progress):
@@ -230,11 +229,10 @@ def ingest(
                 staged = StagedItem(item.key, item.path, error=f"episode ids already ingested: {duplicates}")
             if staged.error is not None:
                 writer.quarantine(item.key, item.path, staged.error)
-                quarantined.append({"key": item.key, "path": item.path, "reason": staged.error})
                 continue
             for sample in staged.samples:
                 seen.add(sample.key)
                 writer.add_sample(sample)
         summary = writer.close()
     shutil.rmtree(staging)
-    return IngestResult(summary, quarantined, len(items) - len(pending), time.perf_counter() - started)
+    return IngestResult(summary, writer.quarantined, len(items) - len(pending), time.perf_counter() - started)
