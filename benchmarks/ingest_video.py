@@ -114,16 +114,19 @@ def ingest(folder: str, out: str, options: dict) -> dict:
 
 def in_child(function: str, *args: object) -> tuple[dict, float]:
     """Run ``function(*args)`` of this file in a new process: (its result, its peak RSS in GB)."""
+    # The peak is the child's own VmHWM: getrusage's ru_maxrss survives exec on Linux, so a child of a large
+    # process (pytest after many tests) would report its parent's peak at fork time.
     code = (
-        f"import json, resource, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import ingest_video; "
+        f"import json, re, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import ingest_video; "
         f"result = ingest_video.{function}(*json.loads(sys.argv[1])); "
-        "result['peak_rss_kib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; print(json.dumps(result))"
+        "status = open('/proc/self/status').read(); "
+        "result['peak_rss_kib'] = int(re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1)); print(json.dumps(result))"
     )
     done = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(done.stderr)
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    return result, result["peak_rss_kib"] / 1024**2  # ru_maxrss is in KiB on Linux
+    return result, result["peak_rss_kib"] / 1024**2
 
 
 def main() -> None:

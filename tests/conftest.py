@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+
+# Ray binds the loopback address instead of the host's (tests never reach another machine); read by Ray at
+# import, so set before any test module imports it.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 from wamdata.dataset import Dataset, DatasetWriter, validate
 from wamdata.demo import run_demo
@@ -25,6 +31,9 @@ def small_demo_config() -> dict:
     config["sources"]["toy_robot"]["episodes"] = 30
     config["sources"]["toy_human"]["episodes"] = 12
     config["shard_bytes"] = 60_000
+    config["native_formats"]["lerobot"]["episodes"] = 4
+    config["native_formats"]["robomimic"]["episodes"] = 4
+    config["native_formats"]["epic_kitchens"].update(videos=2, segments_per_video=2)
     return config
 
 
@@ -102,3 +111,24 @@ def episodes_by_start(dataset: Dataset) -> list:
     """Every stored episode, in order of the time its clip starts in its video."""
     episodes = (dataset.read_episode(i) for i in range(len(dataset)))
     return sorted(episodes, key=lambda e: e.meta["info"]["clip_start_sec"])
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """One embedded Ray (2 CPUs, no dashboard) shared by the tests of a module; ingest() joins it."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def file_digests(root: Path) -> dict[str, str]:
+    """sha256 of every file below root, by relative path: two datasets are byte-identical iff these are equal."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def rows_by_native_key(dataset) -> dict[str, int]:  # noqa: ANN001 - a wamdata.dataset.Dataset
+    """Row index of each episode in episodes.parquet, by its native key."""
+    return {key: i for i, key in enumerate(dataset.episodes.column("native_key").to_pylist())}

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from conftest import ingest
 from wamdata.sources import adapter_for
-from wamdata.toyworld import export_epic_kitchens, generate_episode
+from wamdata.toyworld import generate_episode
+from wamdata.toyworld_export import export_epic_kitchens
 from wamdata.video import psnr
 
 

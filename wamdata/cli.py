@@ -1,10 +1,11 @@
-"""The ``wamdata`` command line: demo, inspect, validate, stats."""
+"""The ``wamdata`` command line: demo, ingest, inspect, validate, stats."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -13,8 +14,9 @@ import fsspec
 import numpy as np
 
 from wamdata.dataset import DATASET_JSON, Dataset, join_url, validate, write_dataset_info
-from wamdata.demo import run_demo
+from wamdata.demo import run_demo, run_native_ingest
 from wamdata.schema import SchemaError
+from wamdata.sources import InputWarning, available_formats
 from wamdata.sources.toyworld import load_config
 from wamdata.stats import StatsAccumulator, StatsByArray, stats_document
 
@@ -60,7 +62,44 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"  {p}")
         return 1
     print(f"validate: ok ({t.episodes} episodes, {t.shards} shards, every sample decoded)")
-    return 0
+    native = run_native_ingest(config, out=args.out, progress=not args.quiet)
+    if not native:
+        return 0
+    print("\nthe toy world written as native files, then `wamdata ingest`ed (Ray Data) and validated:")
+    rows = [[n.format, str(n.input), str(n.summary.root), n.summary.total.episodes, n.summary.total.frames,
+             n.quarantined, f"{n.seconds:.1f} s", "ok" if not n.problems else f"{len(n.problems)} problem(s)"]
+            for n in native]
+    print(format_table(["format", "input", "dataset", "episodes", "frames", "quarantined", "time", "validate"],
+                       rows))
+    for n in native:
+        for p in n.problems:
+            print(f"  {p}")
+    return 1 if any(n.problems or n.quarantined for n in native) else 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from wamdata.ingest import ingest  # Ray is imported only by the commands that run it
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InputWarning)
+        result = ingest(args.source_format, args.input, args.out, name=args.name, address=args.address,
+                        limit=args.limit, progress=not args.quiet)
+    for warning in caught:
+        if issubclass(warning.category, InputWarning):
+            print(f"WARNING {warning.message}", file=sys.stderr)
+    summary = result.summary
+    rows = [[name, s.episodes, s.steps, s.frames, s.shards, human_bytes(s.bytes)]
+            for name, s in summary.by_source.items()]
+    t = summary.total
+    print(f"\nwamdata ingest: wrote {summary.root} ({args.source_format} from {args.input})")
+    print(format_table(["source", "episodes", "steps", "frames", "shards", "bytes"], rows))
+    resumed = f", {result.skipped_items} work items resumed from a previous run" if result.skipped_items else ""
+    print(f"{t.frames / result.seconds:.0f} frames/s in {result.seconds:.1f} s{resumed}")
+    for record in result.quarantined:
+        print(f"QUARANTINED {record['key']} ({record['path']}): {record['reason']}", file=sys.stderr)
+    if result.quarantined:
+        print(f"{len(result.quarantined)} input(s) quarantined; see {summary.root}/quarantine.parquet", file=sys.stderr)
+    return 0 if t.episodes else 1
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -162,6 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("dataset", help="dataset folder or fsspec URL")
     inspect.add_argument("--episode", help="show one episode (index or episode_id)")
     inspect.set_defaults(func=cmd_inspect)
+    ingest = sub.add_parser("ingest", help="read a native source format into a dataset, on Ray (local or a cluster)")
+    ingest.add_argument("source_format", help=f"one of: {', '.join(available_formats())}")
+    ingest.add_argument("input", help="the input folder, file or URL, as the format expects")
+    ingest.add_argument("--out", required=True, help="dataset folder to write")
+    ingest.add_argument("--address", help="Ray cluster address (default: start an embedded local Ray)")
+    ingest.add_argument("--name", help="dataset name (default: from the input's name)")
+    ingest.add_argument("--limit", type=int, help="ingest only the first N work items (episodes, or files of "
+                                                 "episodes for formats that keep many in one file)")
+    ingest.set_defaults(func=cmd_ingest)
     check = sub.add_parser("validate", help="schema, sha256, tar structure, every sample decodable; exit 1 on problems")
     check.add_argument("dataset")
     check.set_defaults(func=cmd_validate)

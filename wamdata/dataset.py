@@ -34,11 +34,13 @@ from wamdata.schema import (
     SourceSpec,
     check_array,
     episodes_arrow_schema,
+    quarantine_arrow_schema,
     validate_dataset_info,
     validate_episodes_table,
     validate_meta,
 )
 from wamdata.shards import (
+    Sample,
     SampleLocation,
     ShardWriter,
     encode_sample,
@@ -52,6 +54,7 @@ from wamdata.video import VideoCodec, decode_frames, probe_video
 
 DATASET_JSON = "dataset.json"
 EPISODES_PARQUET = "episodes.parquet"
+QUARANTINE_PARQUET = "quarantine.parquet"
 DEFAULT_SHARD_BYTES = 64 * 1024 * 1024
 
 
@@ -67,6 +70,12 @@ def _write_atomic(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(partial, path)
+
+
+def _write_parquet(path: Path, table: pa.Table) -> None:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    _write_atomic(path, buffer.getvalue())
 
 
 def write_dataset_info(root: str | os.PathLike, info: dict[str, Any]) -> None:
@@ -131,6 +140,7 @@ class DatasetWriter:
         }
         self.rows: list[tuple[dict[str, Any], SampleLocation]] = []
         self.stats = {name: StatsAccumulator() for name in self.sources}
+        self.quarantined: list[dict[str, str]] = []
 
     def __enter__(self) -> DatasetWriter:
         return self
@@ -142,9 +152,22 @@ class DatasetWriter:
     def write(self, episode: Episode) -> None:
         if episode.source not in self.sources:
             raise SchemaError(f"episode {episode.native_key!r}: unknown source {episode.source!r}")
-        sample = encode_sample(episode, self.sources[episode.source])
-        self.rows.append((sample.meta, self.shard_writers[episode.source].add(sample)))
-        self.stats[episode.source].add(episode.arrays)
+        self.add_sample(encode_sample(episode, self.sources[episode.source]), episode.arrays)
+
+    def add_sample(self, sample: Sample, arrays: dict[str, np.ndarray] | None = None) -> None:
+        """Add an already encoded sample (e.g. made by an ingest worker); ``arrays`` are its per-step arrays
+        for the statistics, read back from its .npy members when not given."""
+        source = sample.meta["source"]
+        if source not in self.sources:
+            raise SchemaError(f"sample {sample.key!r}: unknown source {source!r}")
+        if arrays is None:
+            arrays = sample_arrays(sample)
+        self.rows.append((sample.meta, self.shard_writers[source].add(sample)))
+        self.stats[source].add(arrays)
+
+    def quarantine(self, key: str, path: str, reason: str) -> None:
+        """Record an input that could not be read; it goes to quarantine.parquet with its reason."""
+        self.quarantined.append({"key": key, "path": path, "reason": reason})
 
     def abort(self) -> None:
         for writer in self.shard_writers.values():
@@ -166,9 +189,8 @@ class DatasetWriter:
             s.episodes += 1
             s.steps += meta["num_steps"]
             s.frames += meta["num_steps"] * len(meta["cameras"])
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression="zstd")
-        _write_atomic(self.staging / EPISODES_PARQUET, buffer.getvalue())
+        _write_parquet(self.staging / EPISODES_PARQUET, table)
+        _write_parquet(self.staging / QUARANTINE_PARQUET, quarantine_table(self.quarantined))
         write_dataset_info(self.staging, self.info())
         self._swap_into_place()
         return summary
@@ -199,6 +221,16 @@ class DatasetWriter:
             os.replace(self.root, previous)
         os.replace(self.staging, self.root)
         shutil.rmtree(previous, ignore_errors=True)
+
+
+def sample_arrays(sample: Sample) -> dict[str, np.ndarray]:
+    return {suffix[: -len(".npy")]: load_npy(data) for suffix, data in sample.members if suffix.endswith(".npy")}
+
+
+def quarantine_table(records: list[dict[str, str]]) -> pa.Table:
+    """quarantine.parquet: one row per input that failed (work item key, file, reason), in input order."""
+    schema = quarantine_arrow_schema()
+    return pa.table({f.name: pa.array([r[f.name] for r in records], type=f.type) for f in schema}, schema=schema)
 
 
 def episodes_table(rows: list[tuple[dict[str, Any], SampleLocation]], shard_sha: dict[str, str]) -> pa.Table:

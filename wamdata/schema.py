@@ -83,6 +83,12 @@ def episodes_arrow_schema() -> pa.Schema:
     return pa.schema([_arrow_field(f) for f in _schema_file("episodes.arrow.json")["fields"]])
 
 
+@cache
+def quarantine_arrow_schema() -> pa.Schema:
+    """The Arrow schema of quarantine.parquet, built from schemas/v1/quarantine.arrow.json."""
+    return pa.schema([_arrow_field(f) for f in _schema_file("quarantine.arrow.json")["fields"]])
+
+
 def validate_episodes_table(table: pa.Table, where: str = "episodes.parquet") -> None:
     expected = episodes_arrow_schema()
     for expected_field in expected:

@@ -159,11 +159,24 @@ class StatsAccumulator:
 def stats_document(
     by_source: dict[str, StatsByArray], embodiment_of: dict[str, str]
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """The ``stats`` section of dataset.json: per source, and per embodiment merged over its sources."""
+    """The ``stats`` section of dataset.json: per source, and per embodiment merged over its sources.
+
+    An array whose width differs between sources of one embodiment (a Panda with a 6-D wiping action and a
+    7-D gripper action, or simulator states of different scenes) has no common statistics: it is left out of
+    that embodiment's entry and keeps its per-source ones.
+    """
     sources_of: dict[str, list[str]] = {}
     for source in sorted(by_source):
         sources_of.setdefault(embodiment_of[source], []).append(source)
-    by_embodiment = {e: merge_stats([by_source[s] for s in sources]) for e, sources in sources_of.items()}
+    by_embodiment = {}
+    for embodiment, sources in sources_of.items():
+        parts = [by_source[s] for s in sources]
+        widths: dict[str, set[tuple[int, ...]]] = {}
+        for part in parts:
+            for name, st in part.items():
+                widths.setdefault(name, set()).add(st.mean.shape)
+        mergeable = {name for name, shapes in widths.items() if len(shapes) == 1}
+        by_embodiment[embodiment] = merge_stats([{n: st for n, st in p.items() if n in mergeable} for p in parts])
     return {
         "by_source": {s: {a: st.summary() for a, st in sorted(by_source[s].items())} for s in sorted(by_source)},
         "by_embodiment": {

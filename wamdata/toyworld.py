@@ -16,9 +16,7 @@ the appearance, so one seed gives the same motion in both, which pairs robot and
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -389,57 +387,3 @@ def generate_episode(
         appearance=appearance,
         seed=seed,
     )
-
-
-def export_epic_kitchens(
-    out: str | Path,
-    videos: int = 4,
-    segments_per_video: int = 5,
-    first_seed: int = 200_000,
-    image_size: int = 64,
-    max_steps: int = 64,
-    noise: float = 0.1,
-    gap_frames: int = 5,
-    fps: float = 10.0,
-) -> list[dict[str, str]]:
-    """The human-hand rendering written as EPIC-KITCHENS-100 would hold it: ``P00/videos/P00_NN.MP4``, each
-    video one episode after another (seeds from ``first_seed``) with ``gap_frames`` of the last frame
-    between them, plus ``EPIC_100_train.csv`` (one narrated segment per episode, 1-based inclusive frame
-    numbers, no actions) and ``EPIC_100_video_info.csv``. Returns the annotation rows."""
-    # Imported here: the world itself needs only numpy; only the export encodes video and knows EPIC.
-    from wamdata.sources.epic_kitchens import EPIC_100_COLUMNS, format_timestamp
-    from wamdata.video import codec_with, encode_video
-
-    out = Path(out)
-    (out / "P00" / "videos").mkdir(parents=True, exist_ok=True)
-    codec = codec_with({"pix_fmt": "yuv444p", "crf": 12})  # a near-lossless "camera" original
-    rows, infos = [], []
-    seed = first_seed
-    for v in range(videos):
-        video_id = f"P00_{v + 1:02d}"
-        frames: list[np.ndarray] = []
-        for s in range(segments_per_video):
-            episode = generate_episode(seed, "human_hand", image_size, max_steps, noise)
-            start = len(frames)
-            frames.extend(episode.frames)
-            stop = len(frames)
-            rows.append({
-                "narration_id": f"{video_id}_{s}", "participant_id": "P00", "video_id": video_id,
-                "narration_timestamp": format_timestamp(start / fps),
-                "start_timestamp": format_timestamp(start / fps), "stop_timestamp": format_timestamp(stop / fps),
-                "start_frame": str(start + 1), "stop_frame": str(stop), "narration": episode.language,
-                "verb": "push", "verb_class": "0", "noun": "block", "noun_class": "0",
-                "all_nouns": "['block', 'target']", "all_noun_classes": "[0, 1]",
-            })
-            frames.extend([episode.frames[-1]] * gap_frames)
-            seed += 1
-        (out / "P00" / "videos" / f"{video_id}.MP4").write_bytes(encode_video(np.stack(frames), fps, codec))
-        infos.append({"video_id": video_id, "duration": f"{len(frames) / fps:.2f}", "fps": str(fps),
-                      "resolution": f"{image_size}x{image_size}"})
-    for name, table, columns in (("EPIC_100_train.csv", rows, EPIC_100_COLUMNS),
-                                 ("EPIC_100_video_info.csv", infos, ("video_id", "duration", "fps", "resolution"))):
-        with open(out / name, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(table)
-    return rows

@@ -8,16 +8,23 @@ and of resume: one file, or one episode of a multi-episode file. ``adapter_for("
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any, ClassVar
 
 from wamdata.schema import Episode, SourceSpec
 
 _REGISTRY: dict[str, type[SourceAdapter]] = {}
+
+
+class InputWarning(UserWarning):
+    """The input's metadata disagrees with its files; the adapter ingests what is there and says so."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,10 @@ class SourceAdapter(ABC):
         self.input = input
         self.options = options
 
+    def default_name(self) -> str:
+        """The dataset name when none is given: the input's last path component, as [A-Za-z0-9_]."""
+        return safe_name(PurePosixPath(str(self.input).rstrip("/")).name or self.format)
+
     @abstractmethod
     def specs(self) -> list[SourceSpec]:
         """The sources this input holds episodes of, with their feature specs (read from metadata)."""
@@ -63,6 +74,22 @@ class SourceAdapter(ABC):
         """The episodes of one work item; raises (ValueError, OSError, ...) with a reason on bad input.
         Parts of the item that are bad while the rest is good (one annotation row of a video) come out as
         ``Rejected`` in place of their episode."""
+
+
+def safe_name(text: str) -> str:
+    """A source / dataset name from free text: runs of other characters become one underscore."""
+    return re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_") or "unnamed"
+
+
+def merge_specs(specs: list[SourceSpec]) -> list[SourceSpec]:
+    """One spec per source name, in first-seen order: cameras and arrays are the union over the files that
+    share the name (a recording without observations next to one with cameras)."""
+    merged: dict[str, SourceSpec] = {}
+    for spec in specs:
+        first = merged.get(spec.name)
+        merged[spec.name] = spec if first is None else dataclasses.replace(
+            first, cameras={**spec.cameras, **first.cameras}, arrays={**spec.arrays, **first.arrays})
+    return list(merged.values())
 
 
 def register(cls: type[SourceAdapter]) -> type[SourceAdapter]:

@@ -1,0 +1,246 @@
+"""Ingest: native files -> a wamdata dataset, on Ray Data, the same on a laptop and on a cluster.
+
+    adapter.work_items()  ->  Ray Data map_batches (read -> standardize -> validate -> encode video), a few items a task
+                          ->  each finished item staged atomically as its own file, keyed by the item's key
+                          ->  the driver packs the staged samples into shards in work-item order (DatasetWriter)
+                              and writes episodes.parquet, dataset.json (with stats) and quarantine.parquet
+
+Ray does the scheduling, retries and progress. What it cannot give is determinism and resumability, so
+the staging is ours: a retried task overwrites its own staged file (no duplicates), a re-run skips items
+already staged (resume), and shards are assembled in work-item order by one writer, so the output has
+the same bytes whatever the cluster, the number of workers or the order tasks finished in. The staging
+folder sits beside the output and must be on a file system every node sees (one host, NFS, ...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+from tqdm import tqdm
+
+from wamdata.dataset import DEFAULT_SHARD_BYTES, DatasetSummary, DatasetWriter
+from wamdata.schema import SourceSpec
+from wamdata.shards import Sample, encode_sample
+from wamdata.sources import Rejected, SourceAdapter, WorkItem, adapter_for
+
+MAX_ITEMS_PER_TASK = 16
+TASK_RETRIES = 2
+
+
+@dataclass
+class StagedItem:
+    """What one work item produced: its encoded samples and the parts it rejected, or why it failed whole."""
+
+    key: str
+    path: str
+    samples: list[Sample] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class IngestResult:
+    summary: DatasetSummary
+    quarantined: list[dict[str, str]]
+    skipped_items: int
+    seconds: float
+
+
+def staging_dir_for(out: Path) -> Path:
+    return out.with_name(f".{out.name}.ingest")
+
+
+def staged_path(staging: Path, key: str) -> Path:
+    return staging / "items" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.pkl"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    with open(partial, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial, path)
+
+
+def read_item(adapter: SourceAdapter, specs: dict[str, SourceSpec], item: WorkItem) -> StagedItem:
+    """Read, validate and encode one work item; any failure of the input becomes a quarantine reason."""
+    staged = StagedItem(item.key, item.path)
+    try:
+        for result in adapter.read(item):
+            if isinstance(result, Rejected):
+                staged.rejected.append(result)
+            else:
+                staged.samples.append(encode_sample(result, specs[result.source]))
+    except Exception as e:  # noqa: BLE001 - bad input of any kind (h5py, tf, av, parquet errors) is quarantined
+        return StagedItem(item.key, item.path, error=f"{type(e).__name__}: {e}")
+    if not staged.samples and not staged.rejected:
+        staged.error = "no episodes in this input"
+    return staged
+
+
+def stage_item(adapter: SourceAdapter, specs: dict[str, SourceSpec], item: WorkItem, staging: Path) -> StagedItem:
+    staged = read_item(adapter, specs, item)
+    # pickle: the staged file is private to this run, read back only by the driver that wrote the task.
+    _write_atomic(staged_path(staging, item.key), pickle.dumps(staged, protocol=pickle.HIGHEST_PROTOCOL))
+    return staged
+
+
+def load_staged(staging: Path, key: str) -> StagedItem:
+    with open(staged_path(staging, key), "rb") as f:
+        return pickle.load(f)
+
+
+def _prepare_staging(staging: Path, run: dict[str, Any]) -> None:
+    """Keep a previous run's staged items only if it was the same ingest (same format, input, options)."""
+    run_file = staging / "run.json"
+    if staging.exists() and (not run_file.exists() or json.loads(run_file.read_text()) != run):
+        shutil.rmtree(staging)
+    (staging / "items").mkdir(parents=True, exist_ok=True)
+    _write_atomic(run_file, json.dumps(run, sort_keys=True).encode())
+
+
+class RaySession:
+    """Join the cluster at ``address``, or start an embedded local Ray; leave an already connected one alone."""
+
+    def __init__(self, address: str | None) -> None:
+        self.address = address
+        self.started = False
+
+    def __enter__(self) -> RaySession:
+        if not ray.is_initialized():
+            ray.init(address=self.address or "local", include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+            self.started = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.started:
+            ray.shutdown()
+
+
+def items_per_task(num_items: int, num_cpus: int) -> int:
+    """Work items per Ray task: a task costs ~50-80 ms of scheduling, more than a small episode takes to encode,
+    so small items are grouped; at least 4 tasks per CPU are kept for balance, and at most 16 items per task
+    so a retried task redoes little (its items already staged are skipped anyway)."""
+    return max(1, min(MAX_ITEMS_PER_TASK, num_items // (4 * max(num_cpus, 1))))
+
+
+def run_stage_tasks(
+    adapter: SourceAdapter,
+    specs: dict[str, SourceSpec],
+    items: list[WorkItem],
+    staging: Path,
+    progress: bool,
+    per_task: int | None = None,
+) -> None:
+    """Ray Data tasks over the pending work items; each item is staged before its task finishes.
+
+    Bad input does not raise (it is staged as a quarantine record), so Ray's retries only meet a worker that
+    died: a lost node or an OOM kill is retried; a task whose worker dies TASK_RETRIES + 1 times (an input
+    that crashes its decoder) is given up, the run goes on, and its unstaged items are left to the caller.
+    """
+    if not items:
+        return
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = progress
+    context.print_on_execution_start = progress
+    context.max_errored_blocks = -1
+
+    def stage_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        failed = []
+        for index in batch["index"]:
+            item = items[int(index)]
+            if staged_path(staging, item.key).exists():  # staged by an earlier attempt of this task
+                failed.append(False)
+                continue
+            failed.append(stage_item(adapter, specs, item, staging).error is not None)
+        return {"index": batch["index"], "failed": np.array(failed)}
+
+    per_task = per_task or items_per_task(len(items), int(ray.cluster_resources().get("CPU", 1)))
+    rows = ray.data.from_items([{"index": i} for i in range(len(items))],
+                               override_num_blocks=-(-len(items) // per_task))
+    with warnings.catch_warnings():
+        # Ray 2.60 deprecates ray_remote_args but has no named max_retries yet; its default (-1) would retry a
+        # crashing input forever.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        staged = rows.map_batches(stage_batch, batch_size=None, num_cpus=1, max_retries=TASK_RETRIES)
+    for _ in staged.iter_batches(batch_size=None):
+        pass
+
+
+def stage_all(
+    adapter: SourceAdapter, specs: dict[str, SourceSpec], items: list[WorkItem], staging: Path, progress: bool
+) -> None:
+    """Stage every item; items of a task that kept dying are tried once more one per task, so only the
+    input that kills its worker is left unstaged, not the ones grouped with it."""
+    run_stage_tasks(adapter, specs, items, staging, progress)
+    unstaged = [item for item in items if not staged_path(staging, item.key).exists()]
+    run_stage_tasks(adapter, specs, unstaged, staging, progress, per_task=1)
+
+
+def ingest(
+    format: str,
+    input: str,
+    out: str | os.PathLike,
+    *,
+    name: str | None = None,
+    address: str | None = None,
+    limit: int | None = None,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    progress: bool = True,
+    adapter: SourceAdapter | None = None,
+    **options: Any,
+) -> IngestResult:
+    """Ingest ``input`` (read by the adapter registered as ``format``) into the dataset folder ``out``.
+
+    ``limit`` keeps the first N work items (an episode, or a file of episodes, depending on the format).
+    Re-running the same command after an interruption skips the items already staged and gives the same
+    bytes as an uninterrupted run. ``adapter`` replaces the registered one (an instance for ``format``).
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    adapter = adapter or adapter_for(format, input, **options)
+    specs = {spec.name: spec for spec in adapter.specs()}
+    items = adapter.work_items()[:limit]
+    staging = staging_dir_for(out)
+    run = {"format": format, "input": str(input), "options": options, "limit": limit, "shard_bytes": shard_bytes,
+           "name": name}
+    _prepare_staging(staging, json.loads(json.dumps(run, default=str)))
+    pending = [item for item in items if not staged_path(staging, item.key).exists()]
+    with RaySession(address):
+        stage_all(adapter, specs, pending, staging, progress)
+    seen: set[str] = set()
+    with DatasetWriter(out, name or adapter.default_name(), specs.values(), shard_bytes) as writer:
+        for item in tqdm(items, desc="write shards", unit="item", disable=not progress):
+            if not staged_path(staging, item.key).exists():
+                staged = StagedItem(item.key, item.path, error=f"the Ray task reading it died {TASK_RETRIES + 1} "
+                                    "times (its worker crashed or was killed)")
+            else:
+                staged = load_staged(staging, item.key)
+            duplicates = [s.key for s in staged.samples if s.key in seen]
+            if duplicates:
+                staged = StagedItem(item.key, item.path, error=f"episode ids already ingested: {duplicates}")
+            if staged.error is not None:
+                writer.quarantine(item.key, item.path, staged.error)
+                continue
+            for part in staged.rejected:
+                writer.quarantine(part.key, item.path, part.reason)
+            for sample in staged.samples:
+                seen.add(sample.key)
+                writer.add_sample(sample)
+        summary = writer.close()
+    shutil.rmtree(staging)
+    return IngestResult(summary, writer.quarantined, len(items) - len(pending), time.perf_counter() - started)

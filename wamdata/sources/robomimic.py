@@ -1,0 +1,275 @@
+"""robomimic HDF5, converted (LIBERO, RoboCasa, MimicGen) and raw robosuite collections (robosuite v1,
+LIBERO raw): ``data/demo_i/{actions, states, ...}``.
+
+Converted files add ``obs/*`` (images ``<camera>_image`` (T,H,W,3) uint8 become cameras; the low-dimensional
+observations are concatenated, in sorted key order, into ``state`` with one named slice per key),
+``rewards`` and ``dones``; ``next_obs`` is left out, since next_obs[t] is obs[t+1] by construction. Raw
+files carry no images and become state/action episodes: ``states`` (the flattened MuJoCo state) is kept as
+``sim_state`` in both flavours, and ``joint_torques`` when present. LIBERO renders its cameras upside down;
+those frames are rotated 180 degrees (recorded in each episode's info). The input is one file or a folder
+of them; one work item is one demo.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from wamdata.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
+from wamdata.sources import SourceAdapter, WorkItem, merge_specs, register, safe_name
+from wamdata.video import codec_for_frames
+
+ROBOSUITE_CONTROL_HZ = 20.0  # robosuite's default control_freq, for files whose env_info does not say
+OSC_POSE_SLICES = (
+    Slice("eef_delta_pos", 0, 3, "m (scaled to [-1, 1])", "end-effector position delta, OSC_POSE controller"),
+    Slice("eef_delta_rot", 3, 6, "rad (axis-angle, scaled to [-1, 1])", "end-effector rotation delta"),
+)
+GRIPPER_SLICE = Slice("gripper", 6, 7, None, "gripper command: -1 open, +1 close")
+
+
+def _natural_key(name: str) -> tuple[Any, ...]:
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+def _json_attr(attrs: h5py.AttributeManager, name: str) -> Any:
+    value = attrs.get(name)
+    if value is None:
+        return None
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value if isinstance(value, str | int | float | bool) else str(value)
+
+
+def _is_camera(dtype: np.dtype, shape: tuple[int, ...]) -> bool:
+    """RGB images, (H, W, 3) uint8 per step: robomimic's ``<camera>_image``, LIBERO's ``<camera>_rgb``."""
+    return np.dtype(dtype) == np.uint8 and len(shape) == 3 and shape[-1] == 3
+
+
+def _camera_name(key: str) -> str:
+    return safe_name(key.removesuffix("_image").removesuffix("_rgb"))
+
+
+class RobomimicFile:
+    """What one file says about itself: environment, controller, robots, language, flavour."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with h5py.File(path, "r") as f:
+            data = f["data"]
+            self.attrs = {k: _text(v) for k, v in data.attrs.items()}
+            self.env_args = _json_attr(data.attrs, "env_args") or {}
+            self.env_info = _json_attr(data.attrs, "env_info") or {}
+            self.problem_info = _json_attr(data.attrs, "problem_info") or {}
+            self.demos = sorted((k for k in data if k.startswith("demo")), key=_natural_key)
+            if not self.demos:
+                raise ValueError(f"{path}: no data/demo_* groups")
+            first = data[self.demos[0]]
+            self.converted = "obs" in first
+            self.layout = {name: (ds.dtype.str, ds.shape[1:]) for name, ds in self._datasets(first)}
+
+    @staticmethod
+    def _datasets(demo: h5py.Group) -> list[tuple[str, h5py.Dataset]]:
+        out = [(name, demo[name]) for name in ("actions", "states", "rewards", "dones", "joint_torques")
+               if name in demo]
+        if "obs" in demo:
+            out += [(f"obs/{k}", demo["obs"][k]) for k in sorted(demo["obs"])]
+        return out
+
+    @property
+    def env_name(self) -> str:
+        return str(self.env_args.get("env_name") or self.env_info.get("env_name") or self.attrs.get("env") or "env")
+
+    @property
+    def controller(self) -> dict[str, Any]:
+        kwargs = self.env_args.get("env_kwargs", self.env_info)
+        return kwargs.get("controller_configs") or {}
+
+    @property
+    def robots(self) -> list[str]:
+        robots = self.env_args.get("env_kwargs", self.env_info).get("robots") or ["robot"]
+        return [robots] if isinstance(robots, str) else list(robots)
+
+    @property
+    def fps(self) -> float:
+        return float(self.env_args.get("env_kwargs", self.env_info).get("control_freq") or ROBOSUITE_CONTROL_HZ)
+
+    @property
+    def is_libero(self) -> bool:
+        return "libero" in self.env_name.lower() or "bddl_file_name" in self.attrs or "bddl_file" in str(
+            self.env_args.get("env_kwargs", {}))
+
+    @property
+    def source_name(self) -> str:
+        return safe_name(self.env_name).lower()
+
+    def action_slices(self, width: int) -> tuple[Slice, ...]:
+        if self.controller.get("type") != "OSC_POSE" or len(self.robots) != 1 or width not in (6, 7):
+            return ()
+        return OSC_POSE_SLICES + ((GRIPPER_SLICE,) if width == 7 else ())
+
+
+@register
+class RobomimicSource(SourceAdapter):
+    format = "robomimic"
+
+    def __init__(self, input: str, kind: str = "sim", **options: Any) -> None:
+        super().__init__(input, **options)
+        self.kind = kind
+
+    @cached_property
+    def paths(self) -> list[Path]:
+        root = Path(self.input)
+        if root.is_file():
+            return [root]
+        paths = sorted(p for p in root.rglob("*") if p.suffix in (".hdf5", ".h5") and p.is_file())
+        if not paths:
+            raise FileNotFoundError(f"{root}: no .hdf5 / .h5 files")
+        return paths
+
+    @cached_property
+    def files(self) -> dict[Path, RobomimicFile | Exception]:
+        """Each file's description, or why it cannot be opened (its work item is then quarantined)."""
+        out: dict[Path, RobomimicFile | Exception] = {}
+        for path in self.paths:
+            try:
+                out[path] = RobomimicFile(path)
+            except Exception as e:  # noqa: BLE001 - an unreadable file is reported by its work item
+                out[path] = e
+        return out
+
+    def _relative(self, path: Path) -> str:
+        root = Path(self.input)
+        return path.name if root.is_file() else str(path.relative_to(root))
+
+    def _spec_of(self, file: RobomimicFile) -> SourceSpec:
+        cameras, arrays, state_slices, state_dtype = {}, {}, [], None
+        for name, (dtype, shape) in file.layout.items():
+            if name.startswith("obs/"):
+                key = name.removeprefix("obs/")
+                if _is_camera(dtype, shape):
+                    codec = codec_for_frames(shape[0], shape[1]).to_json()
+                    cameras[_camera_name(key)] = CameraSpec(shape[0], shape[1], codec)
+                elif len(shape) <= 1:
+                    start = state_slices[-1].stop if state_slices else 0
+                    state_slices.append(Slice(key, start, start + (shape[0] if shape else 1)))
+                    state_dtype = np.result_type(state_dtype or dtype, dtype)
+                else:
+                    arrays[f"obs_{safe_name(key)}"] = ArraySpec(np.dtype(dtype).name, shape)
+            elif name == "actions":
+                arrays["action"] = ArraySpec(np.dtype(dtype).name, shape, file.action_slices(shape[0]))
+            else:
+                array = {"states": "sim_state", "rewards": "reward", "dones": "done"}.get(name, name)
+                arrays[array] = ArraySpec(np.dtype(dtype).name, shape)
+        if state_slices:
+            arrays["state"] = ArraySpec(np.dtype(state_dtype).name, (state_slices[-1].stop,), tuple(state_slices))
+        flavour = "robomimic-converted" if file.converted else "raw robosuite collection"
+        return SourceSpec(
+            name=file.source_name, kind=self.kind, format=self.format,
+            embodiment=safe_name("_".join(file.robots)).lower(), fps=file.fps, cameras=cameras, arrays=arrays,
+            uri=str(self.input), description=f"{flavour}: {file.env_name}",
+        )
+
+    @cached_property
+    def source_specs(self) -> dict[str, SourceSpec]:
+        specs = [self._spec_of(file) for file in self.files.values() if isinstance(file, RobomimicFile)]
+        return {spec.name: spec for spec in merge_specs(specs)}
+
+    def specs(self) -> list[SourceSpec]:
+        return list(self.source_specs.values())
+
+    def work_items(self) -> list[WorkItem]:
+        items = []
+        for path, file in self.files.items():
+            if isinstance(file, Exception):
+                items.append(WorkItem(key=self._relative(path), path=str(path), options={"demo": None}))
+                continue
+            items += [WorkItem(key=f"{self._relative(path)}:{demo}", path=str(path), options={"demo": demo})
+                      for demo in file.demos]
+        return items
+
+    def read(self, item: WorkItem) -> Iterator[Episode]:
+        path = Path(item.path)
+        file = self.files[path] if path in self.files else RobomimicFile(path)
+        if isinstance(file, Exception):
+            raise ValueError(f"{path}: cannot read: {type(file).__name__}: {file}")
+        spec = self.source_specs[file.source_name]
+        demo_name = item.options["demo"]
+        with h5py.File(path, "r") as f:
+            demo = f["data"][demo_name]
+            arrays: dict[str, np.ndarray] = {}
+            frames: dict[str, np.ndarray] = {}
+            state_parts = []
+            for name, dataset in RobomimicFile._datasets(demo):
+                key = name.removeprefix("obs/")
+                if name.startswith("obs/") and _is_camera(dataset.dtype, dataset.shape[1:]):
+                    image = dataset[()]
+                    frames[_camera_name(key)] = image[:, ::-1, ::-1] if file.is_libero else image
+                elif name.startswith("obs/") and dataset.ndim <= 2:
+                    state_parts.append(dataset[()].reshape(len(dataset), -1))
+                elif name.startswith("obs/"):
+                    arrays[f"obs_{safe_name(key)}"] = dataset[()]
+                else:
+                    array = {"actions": "action", "states": "sim_state", "rewards": "reward", "dones": "done"}
+                    arrays[array.get(name, name)] = dataset[()]
+            if state_parts:
+                arrays["state"] = np.concatenate(state_parts, axis=1).astype(spec.arrays["state"].dtype)
+            demo_attrs = {k: _text(v) for k, v in demo.attrs.items()}
+        lengths = {name: len(a) for name, a in arrays.items()} | {f"camera {c}": len(v) for c, v in frames.items()}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"{path}: {demo_name}: streams have unequal lengths {lengths}")
+        ep_meta = demo_attrs.pop("ep_meta", None)
+        ep_meta = json.loads(ep_meta) if isinstance(ep_meta, str) and ep_meta.startswith("{") else ep_meta
+        info = self._info(file, path, demo_attrs, ep_meta)
+        if frames and file.is_libero:
+            info["frames"] = "rotated 180 degrees (LIBERO renders its cameras upside down)"
+        yield Episode(
+            source=spec.name,
+            native_key=f"{self._relative(path)}:{demo_name}",
+            num_steps=next(iter(lengths.values())),
+            frames=frames,
+            arrays=arrays,
+            language=self._language(file, ep_meta),
+            info=info,
+        )
+
+    @staticmethod
+    def _language(file: RobomimicFile, ep_meta: Any) -> str | None:
+        if isinstance(ep_meta, dict) and ep_meta.get("lang"):
+            return str(ep_meta["lang"])
+        return file.problem_info.get("language_instruction") if isinstance(file.problem_info, dict) else None
+
+    @staticmethod
+    def _info(file: RobomimicFile, path: Path, demo_attrs: dict[str, Any], ep_meta: Any) -> dict[str, Any]:
+        model = demo_attrs.pop("model_file", None)
+        if isinstance(model, str) and not model.lstrip().startswith("<"):
+            model_path = path.parent / "models" / model
+            model = model_path.read_text() if model_path.exists() else model
+        info: dict[str, Any] = {
+            "file_attrs": {k: v for k, v in file.attrs.items() if k not in ("env_args", "env_info", "problem_info")},
+            "env_name": file.env_name,
+            "env_args": file.env_args or file.env_info,
+            "demo_attrs": demo_attrs,
+            "model_xml": model,
+        }
+        if file.problem_info:
+            info["problem_info"] = file.problem_info
+        if ep_meta is not None:
+            info["ep_meta"] = ep_meta
+        return info

@@ -1,0 +1,181 @@
+"""RoboMIND: one HDF5 per episode, laid out as
+``<benchmark>/<robot_type>/<task>/success_episodes/<train|val>/<episode_id>/data/trajectory.hdf5``.
+
+Robot types: h5_franka_1rgb, h5_ur_1rgb, h5_tienkung_xsens_1rgb, h5_agilex_3rgb and h5_franka_fr3_dual (dual
+arm: ``_left`` / ``_right`` suffixed keys) and h5_sim_franka_3rgb (keys under ``franka/`` instead of
+``master/``/``puppet/``). ``observations/rgb_images/<camera>`` holds one JPEG per step (cameras);
+``observations/depth_images/<camera>`` is kept as a per-step array. Every other dataset becomes an array
+named by its path (``puppet_end_effector_left``, ...); ``action`` is the teleoperation master's joint
+positions and ``state`` the follower's (``puppet``, or ``franka`` in simulation), left arm then right arm,
+with named slices. Streams of unequal length are not guessed at: the episode is quarantined with each
+stream's length. The task folder name is the language instruction. One work item is one episode.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from PIL import Image
+
+from wamdata.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
+from wamdata.sources import SourceAdapter, WorkItem, merge_specs, register, safe_name
+from wamdata.video import codec_for_frames
+
+ROBOMIND_FPS = 30.0  # recording rate of the RoboMIND robots; files carry no timing
+TRAJECTORY = "trajectory.hdf5"
+RGB_GROUP = "observations/rgb_images"
+DEPTH_GROUP = "observations/depth_images"
+ARM_SUFFIXES = ("", "_left", "_right")
+
+
+def _decode_image(data: Any) -> np.ndarray:
+    raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+    return np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
+
+
+def _decode_depth(data: Any) -> np.ndarray:
+    if isinstance(data, np.ndarray) and data.dtype != np.uint8 or getattr(data, "ndim", 1) > 1:
+        return np.asarray(data)
+    raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+    return np.asarray(Image.open(io.BytesIO(raw)))
+
+
+def _arm_keys(f: h5py.File, role: str) -> list[str]:
+    """``<role>/joint_position`` for one arm, or its _left and _right versions, in that order."""
+    return [f"{role}/joint_position{s}" for s in ARM_SUFFIXES if f"{role}/joint_position{s}" in f]
+
+
+class RobomindEpisode:
+    """The parts of one trajectory file, in the order they are stored."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        parts = path.parts
+        self.split, self.task, self.robot_type = parts[-4], parts[-6], parts[-7]
+
+    @property
+    def source_name(self) -> str:
+        return safe_name(self.robot_type.removeprefix("h5_")).lower()
+
+    def roles(self, f: h5py.File) -> tuple[str | None, str | None]:
+        follower = "puppet" if "puppet" in f else "franka" if "franka" in f else None
+        return ("master" if "master" in f else None), follower
+
+    def read(self, with_pixels: bool) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, int]]:
+        """(arrays, frames, length of every stream); with_pixels=False decodes one frame per camera only."""
+        arrays: dict[str, np.ndarray] = {}
+        frames: dict[str, np.ndarray] = {}
+        lengths: dict[str, int] = {}
+        with h5py.File(self.path, "r") as f:
+            master, follower = self.roles(f)
+            for role, name in ((master, "action"), (follower, "state")):
+                keys = _arm_keys(f, role) if role else []
+                if keys:
+                    arrays[name] = np.concatenate([f[k][()].reshape(len(f[k]), -1) for k in keys], axis=1)
+                    lengths.update({k: len(f[k]) for k in keys})
+            joint_keys = {k for role in (master, follower) if role for k in _arm_keys(f, role)}
+
+            def visit(name: str, obj: Any) -> None:
+                if not isinstance(obj, h5py.Dataset) or name in joint_keys:
+                    return
+                lengths[name] = len(obj)
+                if name.startswith(RGB_GROUP + "/"):
+                    camera = safe_name(name.removeprefix(RGB_GROUP + "/"))
+                    stop = len(obj) if with_pixels else 1
+                    frames[camera] = np.stack([_decode_image(obj[i]) for i in range(stop)])
+                elif name.startswith(DEPTH_GROUP + "/"):
+                    stop = len(obj) if with_pixels else 1
+                    arrays[f"depth_{safe_name(name.removeprefix(DEPTH_GROUP + '/'))}"] = np.stack(
+                        [_decode_depth(obj[i]) for i in range(stop)])
+                elif obj.dtype.kind in "biuf":
+                    arrays[safe_name(name)] = obj[()]
+
+            f.visititems(visit)
+        return arrays, frames, lengths
+
+    def joint_slices(self, name: str) -> tuple[Slice, ...]:
+        with h5py.File(self.path, "r") as f:
+            role = self.roles(f)[0 if name == "action" else 1]
+            keys = _arm_keys(f, role) if role else []
+            slices, start = [], 0
+            for key in keys:
+                width = int(np.prod(f[key].shape[1:]))
+                arm = key.rsplit("joint_position", 1)[1].lstrip("_") or "arm"
+                slices.append(Slice(f"{arm}_joint_position", start, start + width, "rad"))
+                start += width
+        return tuple(slices)
+
+
+@register
+class RobomindSource(SourceAdapter):
+    format = "robomind"
+
+    def __init__(self, input: str, kind: str = "teleop", **options: Any) -> None:
+        super().__init__(input, **options)
+        self.root = Path(input)
+        self.kind = kind
+
+    @cached_property
+    def episodes(self) -> list[RobomindEpisode]:
+        paths = sorted(self.root.rglob(f"success_episodes/*/*/data/{TRAJECTORY}"))
+        if not paths:
+            raise FileNotFoundError(f"{self.root}: no */success_episodes/<split>/<episode>/data/{TRAJECTORY}")
+        return [RobomindEpisode(p) for p in paths]
+
+    def _spec_of(self, episode: RobomindEpisode) -> SourceSpec:
+        arrays, frames, _ = episode.read(with_pixels=False)
+        cameras = {}
+        for camera, first in frames.items():
+            height, width = first.shape[1:3]
+            cameras[camera] = CameraSpec(height, width, codec_for_frames(height, width).to_json())
+        specs = {
+            name: ArraySpec(a.dtype.name, a.shape[1:], episode.joint_slices(name) if name in ("action", "state")
+                            else ())
+            for name, a in arrays.items()
+        }
+        kind = "sim" if "sim" in episode.robot_type else self.kind
+        return SourceSpec(
+            name=episode.source_name, kind=kind, format=self.format,
+            embodiment=safe_name(episode.robot_type.removeprefix("h5_").removeprefix("sim_")).lower(),
+            fps=ROBOMIND_FPS, cameras=cameras, arrays=specs, uri=str(self.root),
+            description=f"RoboMIND {episode.robot_type}",
+        )
+
+    @cached_property
+    def source_specs(self) -> dict[str, SourceSpec]:
+        firsts: dict[str, RobomindEpisode] = {}
+        for episode in self.episodes:
+            firsts.setdefault(episode.source_name, episode)
+        specs = []
+        for episode in firsts.values():
+            try:
+                specs.append(self._spec_of(episode))
+            except (OSError, ValueError, KeyError):
+                continue  # that file's work item is quarantined with the reason
+        return {spec.name: spec for spec in merge_specs(specs)}
+
+    def specs(self) -> list[SourceSpec]:
+        return list(self.source_specs.values())
+
+    def work_items(self) -> list[WorkItem]:
+        return [WorkItem(key=str(e.path.parent.parent.relative_to(self.root)), path=str(e.path),
+                         options={"index": i}) for i, e in enumerate(self.episodes)]
+
+    def read(self, item: WorkItem) -> Iterator[Episode]:
+        episode = self.episodes[item.options["index"]]
+        arrays, frames, lengths = episode.read(with_pixels=True)
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"{episode.path}: streams have unequal lengths: "
+                             + ", ".join(f"{k}={v}" for k, v in sorted(lengths.items())))
+        spec = self.source_specs[episode.source_name]
+        yield Episode(
+            source=spec.name, native_key=item.key, num_steps=next(iter(lengths.values())), frames=frames,
+            arrays=arrays, language=episode.task.replace("_", " "), split=safe_name(episode.split),
+            info={"robot_type": episode.robot_type, "task": episode.task},
+        )
