@@ -1,0 +1,128 @@
+"""The raw member bytes of an episode: one positioned read per episode from a shard file kept open.
+
+Local shards are read in place; remote ones (any fsspec protocol but ``file``) come through the
+ShardCache, which is told which shards the worker needs next so downloads run ahead of decoding. Without
+a cache folder, a remote episode is read with one range request. A small LRU of recent episodes' encoded
+bytes (not decoded frames) lets the windows of one episode that the shuffle keeps close share one read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+from wamdata.dataset import Dataset
+from wamdata.shards import read_members
+from wamdata.stream.cache import ShardCache
+
+
+def is_local(url: str) -> bool:
+    return fsspec.utils.get_protocol(url) in ("file", "local")
+
+
+class EpisodeReader:
+    def __init__(
+        self,
+        datasets: Sequence[Dataset],
+        cache: ShardCache | None = None,
+        prefetch_shards: int = 2,
+        open_shards: int = 8,
+        cached_episodes: int = 32,
+    ) -> None:
+        self.datasets = list(datasets)
+        self.cache = cache
+        self.prefetch_shards = prefetch_shards
+        self.open_shards = open_shards
+        self.cached_episodes = cached_episodes
+        self._rows = [d.episodes.select(["shard", "shard_sha256", "sample_offset", "sample_size", "members"])
+                      .to_pydict() for d in self.datasets]
+        self._sha = [dict(zip(c["shard"], c["shard_sha256"], strict=True)) for c in self._rows]
+        self._files: OrderedDict[tuple[int, str], Any] = OrderedDict()
+        self._episodes: OrderedDict[tuple[int, int], dict[str, bytes]] = OrderedDict()
+        self._plan: list[tuple[int, int]] = []
+        self._plan_position: dict[tuple[int, int], int] = {}
+
+    def plan(self, episodes: Sequence[tuple[int, int]]) -> None:
+        """The (dataset, row) episodes this reader will be asked for, in order: prefetching follows it."""
+        shards: list[tuple[int, str]] = []
+        for d, row in episodes:
+            key = (d, self._rows[d]["shard"][row])
+            if not shards or shards[-1] != key:
+                shards.append(key)
+        self._plan = list(dict.fromkeys(shards))
+        self._plan_position = {}
+        for position, (d, shard) in enumerate(self._plan):
+            self._plan_position[(d, shard)] = position
+
+    def members(self, dataset: int, row: int) -> dict[str, bytes]:
+        """Member suffix (``meta.json``, ``action.npy``, ``front.mp4``, ...) -> bytes of one episode."""
+        key = (dataset, row)
+        if key in self._episodes:
+            self._episodes.move_to_end(key)
+            return self._episodes[key]
+        columns = self._rows[dataset]
+        shard, offset, size = columns["shard"][row], columns["sample_offset"][row], columns["sample_size"][row]
+        url = self.datasets[dataset].shard_url(shard)
+        members = columns["members"][row]
+        if is_local(url) or self.cache is not None:
+            blob = self._read(dataset, shard, offset, size)
+            out = {m["name"].split(".", 1)[1]: blob[m["offset"] - offset: m["offset"] - offset + m["size"]]
+                   for m in members}
+        else:
+            out = read_members(url, offset, size, members)
+        self._episodes[key] = out
+        if len(self._episodes) > self.cached_episodes:
+            self._episodes.popitem(last=False)
+        return out
+
+    def _read(self, dataset: int, shard: str, offset: int, size: int) -> bytes:
+        for attempt in range(2):
+            handle = self._file(dataset, shard)
+            blob = os.pread(handle.fileno(), size, offset)
+            if len(blob) == size:
+                return blob
+            # A cached file cut short by a concurrent eviction + refetch race: reopen once.
+            self._files.pop((dataset, shard)).close()
+            if attempt:
+                raise OSError(f"{self.datasets[dataset].shard_url(shard)}: short read at {offset} (+{size}): "
+                              f"got {len(blob)} bytes; the shard is truncated")
+        raise AssertionError("unreachable")
+
+    def _file(self, dataset: int, shard: str) -> Any:
+        key = (dataset, shard)
+        if key in self._files:
+            self._files.move_to_end(key)
+            return self._files[key]
+        url = self.datasets[dataset].shard_url(shard)
+        if self.cache is None or is_local(url):
+            handle = open(url.removeprefix("file://"), "rb")  # noqa: SIM115 - kept open, closed on eviction
+        else:
+            try:
+                handle = open(self._cached(dataset, shard, url), "rb")  # noqa: SIM115 - as above
+            except FileNotFoundError:  # evicted by another worker between download and open
+                handle = open(self._cached(dataset, shard, url), "rb")  # noqa: SIM115 - as above
+        self._files[key] = handle
+        if len(self._files) > self.open_shards:
+            self._files.popitem(last=False)[1].close()
+        return handle
+
+    def _cached(self, dataset: int, shard: str, url: str) -> Path:
+        assert self.cache is not None
+        path = self.cache.get(url, self._sha[dataset][shard])
+        position = self._plan_position.get((dataset, shard))
+        if position is not None:
+            for d, ahead in self._plan[position + 1: position + 1 + self.prefetch_shards]:
+                self.cache.prefetch(self.datasets[d].shard_url(ahead), self._sha[d][ahead])
+        return path
+
+    def close(self) -> None:
+        for handle in self._files.values():
+            handle.close()
+        self._files.clear()
+        if self.cache is not None:
+            self.cache.close()
