@@ -101,6 +101,7 @@ class ShardCache:
                     raise ChecksumError(f"{url}: sha256 {digest.hexdigest()} differs from episodes.parquet's {sha256}")
                 os.replace(partial, final)
                 self.downloads += 1
+                self._evict()
                 return final
             except FileNotFoundError:
                 partial.unlink(missing_ok=True)

@@ -71,6 +71,10 @@ def distributed_rank() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+class StreamError(RuntimeError):
+    """A window that cannot be read; the message names the shard, the episode and the step."""
+
+
 Codecs = dict[tuple[str, str], VideoCodec]  # (source, camera) -> codec
 
 
@@ -162,7 +166,15 @@ class WindowStream(IterableDataset):
         try:
             for window, anchor, d, row in zip(windows.tolist(), anchors.tolist(), dataset_of.tolist(),
                                               row_of.tolist(), strict=True):
-                yield builder.build(reader.members(d, row), anchor, window, d)
+                try:
+                    sample = builder.build(reader.members(d, row), anchor, window, d)
+                except (OSError, ValueError, KeyError) as e:
+                    episode = self.datasets[d].episodes.slice(row, 1).to_pylist()[0]
+                    raise StreamError(
+                        f"{self.datasets[d].shard_url(episode['shard'])}: episode {episode['episode_id']}, "
+                        f"window at step {anchor}: {type(e).__name__}: {e}"
+                    ) from e
+                yield sample
         finally:
             reader.close()
 
