@@ -26,6 +26,7 @@ from wamdata.stream.cache import ShardCache
 from wamdata.stream.loader import StreamError
 from wamdata.stream.order import epoch_order
 from wamdata.stream.partition import rank_batches
+from wamdata.video import decode_frame_ranges, decode_frames, probe_video
 
 TESTS = Path(__file__).resolve().parent
 
@@ -400,3 +401,20 @@ def test_torchrun_two_nodes_cover_every_window_exactly(uneven: tuple[str, str], 
     assert result["world_size"] == 2
     assert result["batches_min"] == result["batches_max"] > 0
     assert result["windows"] == result["covered"] and result["duplicates"] < 2 * result["batch_size"]
+
+
+# ---------------------------------------------------------------------------------------------- decode
+
+
+@pytest.mark.parametrize("name", ["video_edge_cases/unordered.mov", "video_edge_cases/flipping_a_pancake.mkv",
+                                  "lerobot_gr00t_picknplace/robot_sim.PickNPlace/videos/chunk-000/"
+                                  "observation.images.ego_view/episode_000000.mp4"])
+def test_decoding_several_ranges_at_once_gives_the_frames_of_each(real_data: Path, name: str) -> None:
+    path = str(real_data / name)
+    count = probe_video(path).num_frames
+    rng = np.random.default_rng(0)
+    starts = rng.integers(0, count - 1, size=6).tolist() + [0, max(count - 3, 0)]
+    ranges = [(s, min(s + int(rng.integers(1, 9)), count)) for s in starts]
+    ranges.append(ranges[2])  # the same clip twice, and overlapping ones, come back as asked
+    for (start, stop), frames in zip(ranges, decode_frame_ranges(path, ranges), strict=True):
+        assert np.array_equal(frames, decode_frames(path, start, stop)), (start, stop)

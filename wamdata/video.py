@@ -23,7 +23,7 @@ import contextlib
 import io
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from fractions import Fraction
 
@@ -211,6 +211,41 @@ def decode_frames(video: VideoSource, start: int = 0, stop: int | None = None, b
     if (_AUTO_BACKEND if backend == "auto" else backend) == "decord":
         return _decode_decord(video, start, stop)
     return _decode_pyav(video, start, stop)
+
+
+def decode_frame_ranges(
+    video: VideoSource, ranges: Sequence[tuple[int, int]], merge_gap: int = 16
+) -> list[np.ndarray]:
+    """Frames ``[start, stop)`` of each range, in the order given, opening the video once (PyAV).
+
+    Ranges that overlap or lie within ``merge_gap`` frames of each other are decoded in one pass: a data
+    loader that needs several clips of one episode decodes their shared frames, and the run from the
+    keyframe before them, once. ``merge_gap`` about the GOP length is where decoding on beats seeking.
+    """
+    _require_file(video)
+    with _open_container(video) as container:
+        stream = container.streams.video[0]
+        timeline = _Timeline.of(container, stream)
+        for start, stop in ranges:
+            _check_range(start, stop, timeline.num_frames)
+        spans: list[list[int]] = []
+        for start, stop in sorted(ranges):
+            if spans and start <= spans[-1][1] + merge_gap:
+                spans[-1][1] = max(spans[-1][1], stop)
+            else:
+                spans.append([start, stop])
+        decoded = []
+        for start, stop in spans:  # ascending, so only the first span can start at frame 0 (no seek)
+            try:
+                decoded.append((start, _decode_range(container, stream, timeline, start, stop)))
+            except _OffTimeline:
+                timeline = _Timeline.scanned(container, stream)
+                decoded.append((start, _decode_range(container, stream, timeline, start, stop)))
+    out = []
+    for start, stop in ranges:
+        span_start, frames = next((s, f) for s, f in reversed(decoded) if s <= start)
+        out.append(frames[start - span_start: stop - span_start])
+    return out
 
 
 def probe_video(video: VideoSource) -> VideoInfo:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -28,7 +29,7 @@ from wamdata.stream.order import epoch_order
 from wamdata.stream.partition import num_batches, rank_batches, worker_batches
 from wamdata.stream.reader import EpisodeReader, is_local
 from wamdata.stream.resume import StreamState
-from wamdata.stream.window import WindowBuilder, WindowLayout
+from wamdata.stream.window import ParsedEpisode, WindowBuilder, WindowLayout
 from wamdata.video import VideoCodec
 
 DEFAULT_CACHE_BYTES = 8 << 30
@@ -55,7 +56,10 @@ class StreamConfig:
     cache_dir: str | None = None  # remote shards are cached here; None reads them with range requests
     cache_bytes: int = DEFAULT_CACHE_BYTES
     prefetch_shards: int = 2
-    decode_backend: str = "auto"
+    # Windows a worker builds together: each video is opened and decoded once for all the windows of a group
+    # that need it; a group's decoded frames are all the decoded frames a worker holds.
+    decode_group: int = 32
+    cached_episodes: int = 64  # parsed episodes (encoded video, normalized arrays) kept per worker
 
     def __post_init__(self) -> None:
         urls = [self.urls] if isinstance(self.urls, str) else self.urls
@@ -160,23 +164,44 @@ class WindowStream(IterableDataset):
         dataset_of, row_of = self.index.dataset_of[episodes], self.index.row_of[episodes]
         reader = self._reader()
         builder = WindowBuilder(self.layout, self.codecs, self.normalizer,
-                                [SidecarLabels(self.datasets, labeler) for labeler in self.config.labels],
-                                self.config.decode_backend)
-        reader.plan(list(zip(dataset_of.tolist(), row_of.tolist(), strict=True)))
+                                [SidecarLabels(self.datasets, labeler) for labeler in self.config.labels])
+        work = list(zip(windows.tolist(), anchors.tolist(), dataset_of.tolist(), row_of.tolist(), strict=True))
+        reader.plan([(d, row) for _, _, d, row in work])
+        parsed: OrderedDict[tuple[int, int], ParsedEpisode] = OrderedDict()
+        size = self.config.decode_group
         try:
-            for window, anchor, d, row in zip(windows.tolist(), anchors.tolist(), dataset_of.tolist(),
-                                              row_of.tolist(), strict=True):
+            for first in range(0, len(work), size):
+                group = work[first: first + size]
                 try:
-                    sample = builder.build(reader.members(d, row), anchor, window, d)
+                    episodes = [self._parsed(parsed, reader, builder, d, row) for _, _, d, row in group]
+                    samples = builder.build_group(
+                        [(e, anchor, window) for e, (window, anchor, _, _) in zip(episodes, group, strict=True)])
                 except (OSError, ValueError, KeyError) as e:
-                    episode = self.datasets[d].episodes.slice(row, 1).to_pylist()[0]
-                    raise StreamError(
-                        f"{self.datasets[d].shard_url(episode['shard'])}: episode {episode['episode_id']}, "
-                        f"window at step {anchor}: {type(e).__name__}: {e}"
-                    ) from e
-                yield sample
+                    raise StreamError(f"{self._where(group, e)}: {type(e).__name__}: {e}") from e
+                yield from samples
         finally:
             reader.close()
+
+    def _parsed(self, parsed: OrderedDict, reader: EpisodeReader, builder: WindowBuilder, d: int, row: int
+                ) -> ParsedEpisode:
+        key = (d, row)
+        if key in parsed:
+            parsed.move_to_end(key)
+        else:
+            parsed[key] = builder.parse(reader.members(d, row), d)
+            if len(parsed) > self.config.cached_episodes:
+                parsed.popitem(last=False)
+        return parsed[key]
+
+    def _where(self, group: list[tuple[int, int, int, int]], error: Exception) -> str:
+        """The shard(s) and episode(s) of a group that failed, for the error message."""
+        rows = {(d, row) for _, _, d, row in group}
+        culprits = [(d, row) for d, row in sorted(rows) if str(self.datasets[d].row(row)["episode_id"]) in str(error)]
+        names = []
+        for d, row in culprits or sorted(rows):
+            episode = self.datasets[d].row(row)
+            names.append(f"{self.datasets[d].shard_url(episode['shard'])} (episode {episode['episode_id']})")
+        return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def _one_thread_per_worker(_: int) -> None:

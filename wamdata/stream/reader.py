@@ -2,8 +2,7 @@
 
 Local shards are read in place; remote ones (any fsspec protocol but ``file``) come through the
 ShardCache, which is told which shards the worker needs next so downloads run ahead of decoding. Without
-a cache folder, a remote episode is read with one range request. A small LRU of recent episodes' encoded
-bytes (not decoded frames) lets the windows of one episode that the shuffle keeps close share one read.
+a cache folder, a remote episode is read with one range request.
 """
 
 from __future__ import annotations
@@ -32,18 +31,15 @@ class EpisodeReader:
         cache: ShardCache | None = None,
         prefetch_shards: int = 2,
         open_shards: int = 8,
-        cached_episodes: int = 32,
     ) -> None:
         self.datasets = list(datasets)
         self.cache = cache
         self.prefetch_shards = prefetch_shards
         self.open_shards = open_shards
-        self.cached_episodes = cached_episodes
         self._rows = [d.episodes.select(["shard", "shard_sha256", "sample_offset", "sample_size", "members"])
                       .to_pydict() for d in self.datasets]
         self._sha = [dict(zip(c["shard"], c["shard_sha256"], strict=True)) for c in self._rows]
         self._files: OrderedDict[tuple[int, str], Any] = OrderedDict()
-        self._episodes: OrderedDict[tuple[int, int], dict[str, bytes]] = OrderedDict()
         self._plan: list[tuple[int, int]] = []
         self._plan_position: dict[tuple[int, int], int] = {}
 
@@ -61,10 +57,6 @@ class EpisodeReader:
 
     def members(self, dataset: int, row: int) -> dict[str, bytes]:
         """Member suffix (``meta.json``, ``action.npy``, ``front.mp4``, ...) -> bytes of one episode."""
-        key = (dataset, row)
-        if key in self._episodes:
-            self._episodes.move_to_end(key)
-            return self._episodes[key]
         columns = self._rows[dataset]
         shard, offset, size = columns["shard"][row], columns["sample_offset"][row], columns["sample_size"][row]
         url = self.datasets[dataset].shard_url(shard)
@@ -75,9 +67,6 @@ class EpisodeReader:
                    for m in members}
         else:
             out = read_members(url, offset, size, members)
-        self._episodes[key] = out
-        if len(self._episodes) > self.cached_episodes:
-            self._episodes.popitem(last=False)
         return out
 
     def _read(self, dataset: int, shard: str, offset: int, size: int) -> bytes:

@@ -27,7 +27,7 @@ from wamdata.shards import load_npy
 from wamdata.stream.index import WindowSpec
 from wamdata.stream.labels import SidecarLabels
 from wamdata.stream.normalize import Normalizer
-from wamdata.video import VideoCodec, decode_frames
+from wamdata.video import VideoCodec, decode_frame_ranges
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,16 @@ def padded_chunk(array: np.ndarray | None, start: int, length: int, width: int) 
     return out, mask
 
 
+@dataclass(frozen=True)
+class ParsedEpisode:
+    """An episode's meta, its action/state already normalized, and its cameras still encoded."""
+
+    dataset: int
+    meta: dict
+    arrays: dict[str, np.ndarray]
+    videos: dict[str, bytes]
+
+
 class WindowBuilder:
     def __init__(
         self,
@@ -71,45 +81,72 @@ class WindowBuilder:
         codecs: dict[tuple[str, str], VideoCodec],
         normalizer: Normalizer | None,
         labels: Sequence[SidecarLabels] = (),
-        decode_backend: str = "auto",
     ) -> None:
         self.layout = layout
         self.codecs = codecs  # (source, camera) -> codec
         self.normalizer = normalizer
         self.labels = list(labels)
-        self.decode_backend = decode_backend
         self.source_id = {s: i for i, s in enumerate(layout.sources)}
         self.embodiment_id = {e: i for i, e in enumerate(layout.embodiments)}
 
-    def build(self, members: dict[str, bytes], anchor: int, window_id: int, dataset: int) -> dict[str, object]:
-        layout, spec = self.layout, self.layout.spec
+    def parse(self, members: dict[str, bytes], dataset: int) -> ParsedEpisode:
         meta = json.loads(members["meta.json"])
-        num_steps, source, embodiment = meta["num_steps"], meta["source"], meta["embodiment"]
-        steps = anchor + spec.frame_offsets
-        inside = (steps >= 0) & (steps < num_steps)
+        arrays = {}
+        for name in ("action", "state"):
+            if name in meta["arrays"]:
+                array = load_npy(members[f"{name}.npy"])
+                arrays[name] = array if self.normalizer is None else self.normalizer.normalize(
+                    array, meta["embodiment"], name)
+        videos = {}
+        for camera in self.layout.cameras:
+            if camera in meta["cameras"]:
+                videos[camera] = members[f"{camera}.{self.codecs[(meta['source'], camera)].extension}"]
+        return ParsedEpisode(dataset, meta, arrays, videos)
+
+    def frame_steps(self, episode: ParsedEpisode, anchor: int) -> tuple[np.ndarray, np.ndarray]:
+        steps = anchor + self.layout.spec.frame_offsets
+        return steps, (steps >= 0) & (steps < episode.meta["num_steps"])
+
+    def build_group(self, group: Sequence[tuple[ParsedEpisode, int, int]]) -> list[dict[str, object]]:
+        """Windows (episode, anchor, window id), in order; each video of the group is opened and decoded
+        once for all the windows that need it (see decode_frame_ranges)."""
+        wanted: dict[tuple[int, str], list[tuple[int, int]]] = {}
+        for episode, anchor, _ in group:
+            steps, inside = self.frame_steps(episode, anchor)
+            if inside.any():
+                for camera in episode.videos:
+                    wanted.setdefault((id(episode), camera), []).append(
+                        (int(steps[inside][0]), int(steps[inside][-1]) + 1))
+        episodes = {id(e): e for e, _, _ in group}
+        clips = {}
+        for (key, camera), ranges in wanted.items():
+            try:
+                clips[(key, camera)] = iter(decode_frame_ranges(episodes[key].videos[camera], ranges))
+            except ValueError as e:  # VideoDecodeError included: name the episode, the loader names the shard
+                raise ValueError(f"episode {episodes[key].meta['episode_id']}, camera {camera}: {e}") from e
+        return [self._window(episode, anchor, window_id, clips) for episode, anchor, window_id in group]
+
+    def _window(self, episode: ParsedEpisode, anchor: int, window_id: int, clips: dict) -> dict[str, object]:
+        layout, meta = self.layout, episode.meta
+        steps, inside = self.frame_steps(episode, anchor)
         sample: dict[str, object] = {}
         for camera in layout.cameras:
             frames = np.zeros((len(steps), *layout.image_size, 3), dtype=np.uint8)
-            mask = inside & (camera in meta["cameras"])
+            mask = inside & (camera in episode.videos)
             if mask.any():
-                first, last = int(steps[mask][0]), int(steps[mask][-1])
-                codec = self.codecs[(source, camera)]
-                clip = decode_frames(members[f"{camera}.{codec.extension}"], first, last + 1, self.decode_backend)
-                frames[mask] = resize_frames(clip[steps[mask] - first], layout.image_size)
+                clip = next(clips[(id(episode), camera)])
+                frames[mask] = resize_frames(clip[steps[mask] - steps[mask][0]], layout.image_size)
             sample[f"frames/{camera}"] = frames if layout.image_dtype == "uint8" else frames.astype(np.float32) / 255
             sample[f"frame_mask/{camera}"] = mask
-        arrays = {name: load_npy(members[f"{name}.npy"]) for name in ("action", "state") if name in meta["arrays"]}
-        for name, length, width in (("action", spec.action_horizon, layout.action_dim), ("state", 1, layout.state_dim)):
-            array = arrays.get(name)
-            if array is not None and self.normalizer is not None:
-                array = self.normalizer.normalize(array, embodiment, name)
-            values, mask = padded_chunk(array, anchor, length, width)
+        for name, length, width in (("action", layout.spec.action_horizon, layout.action_dim),
+                                    ("state", 1, layout.state_dim)):
+            values, mask = padded_chunk(episode.arrays.get(name), anchor, length, width)
             sample[name], sample[f"{name}_mask"] = (values, mask) if name == "action" else (values[0], mask[0])
         for labels in self.labels:
-            sample.update(labels.window(dataset, meta["episode_id"], anchor, spec.action_horizon))
+            sample.update(labels.window(episode.dataset, meta["episode_id"], anchor, layout.spec.action_horizon))
         sample.update(
-            window_id=np.int64(window_id), anchor=np.int64(anchor), episode_id=meta["episode_id"], source=source,
-            embodiment=embodiment, source_id=np.int64(self.source_id[source]),
-            embodiment_id=np.int64(self.embodiment_id[embodiment]), language=meta["language"] or "",
+            window_id=np.int64(window_id), anchor=np.int64(anchor), episode_id=meta["episode_id"],
+            source=meta["source"], embodiment=meta["embodiment"], source_id=np.int64(self.source_id[meta["source"]]),
+            embodiment_id=np.int64(self.embodiment_id[meta["embodiment"]]), language=meta["language"] or "",
         )
         return sample
