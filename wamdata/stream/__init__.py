@@ -7,7 +7,8 @@ One module per concern, in the order a sample flows through them::
     partition  that order split over ranks x dataloader workers, equal batches per rank, tail policy
     cache      remote shards fetched into a bounded local cache, sha256-verified, prefetched
     reader     the raw bytes of an episode's members (local range reads or the cache)
-    window     one window's frames, actions, state, masks and label side-cars from those bytes
+    window     one window's frames, actions, state and masks from those bytes
+    labels     label side-cars (labels/<labeler>/*.tar) cut to the window
     normalize  per-embodiment normalization of actions and state, and its inverse
     loader     the torch IterableDataset and the DataLoader helper with state_dict / load_state_dict
 """
