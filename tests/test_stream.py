@@ -285,9 +285,11 @@ def test_a_corrupt_shard_names_the_file(demo_dataset: Path, tmp_path: Path) -> N
 
 
 class _RangeHandler(SimpleHTTPRequestHandler):
-    """Serves a folder with HTTP Range support; corrupts the first response for one path; logs requests."""
+    """Serves a folder with HTTP Range support; corrupts the first response for one path, answers 503 to the
+    first request for another; counts requests per path."""
 
     corrupt_path = ""
+    unavailable_path = ""
     requests: Counter = Counter()
 
     def log_message(self, *args: object) -> None:
@@ -300,6 +302,9 @@ class _RangeHandler(SimpleHTTPRequestHandler):
             return
         data = path.read_bytes()
         type(self).requests[self.path] += 1
+        if self.path == self.unavailable_path and type(self).requests[self.path] == 1:
+            self.send_error(503)
+            return
         if self.path == self.corrupt_path and type(self).requests[self.path] == 1:
             data = data[:100] + bytes([data[100] ^ 0xFF]) + data[101:]
         status, body = 200, data
@@ -334,6 +339,7 @@ def test_remote_shards_through_a_bounded_cache_survive_a_corrupt_download(
     singles = Path(uneven[0])
     shards = sorted(singles.glob("shards/*/*.tar"))
     _RangeHandler.corrupt_path = f"/{shards[1].relative_to(singles)}"
+    _RangeHandler.unavailable_path = f"/{shards[2].relative_to(singles)}"
     _RangeHandler.requests = Counter()
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_RangeHandler, directory=str(singles)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -346,13 +352,20 @@ def test_remote_shards_through_a_bounded_cache_survive_a_corrupt_download(
         remote = _config((url,), cache_dir=str(cache), cache_bytes=limit, prefetch_shards=1)
         got = list(StreamLoader(WindowStream(remote, rank=0, world_size=1), num_workers=1))
         local = list(StreamLoader(WindowStream(_config((str(singles),)), rank=0, world_size=1), num_workers=0))
+        cached_requests = sum(_RangeHandler.requests.values())
+        # Without a cache folder each episode is one range request, and the windows are the same.
+        uncached = list(StreamLoader(WindowStream(_config((url,)), rank=0, world_size=1), num_workers=0))
     finally:
         server.shutdown()
         server.server_close()
     assert [b["window_id"].tolist() for b in got] == [b["window_id"].tolist() for b in local]
     for a, b in zip(got, local, strict=True):
         assert np.array_equal(a["frames/front"].numpy(), b["frames/front"].numpy())
+    for a, b in zip(uncached, local, strict=True):
+        assert np.array_equal(a["frames/front"].numpy(), b["frames/front"].numpy())
+    assert sum(_RangeHandler.requests.values()) > cached_requests
     assert _RangeHandler.requests[_RangeHandler.corrupt_path] >= 2  # the corrupt copy was refused and re-fetched
+    assert _RangeHandler.requests[_RangeHandler.unavailable_path] >= 2  # the 503 was retried
     cached = list(cache.glob("*.tar"))
     assert sum(p.stat().st_size for p in cached) <= limit and len(cached) < len(shards)
     assert not list(cache.glob("*.partial"))
