@@ -15,18 +15,21 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from conftest import small_demo_config
-from wamdata.dataset import Dataset
+from wamdata.dataset import Dataset, DatasetWriter
 from wamdata.demo import run_demo
+from wamdata.schema import ArraySpec, CameraSpec, Episode, SourceSpec
 from wamdata.shards import Sample, ShardWriter, npy_bytes
 from wamdata.stream import StreamConfig, StreamLoader, WindowSpec, WindowStream
 from wamdata.stream.cache import ShardCache
 from wamdata.stream.loader import StreamError
 from wamdata.stream.order import epoch_order
 from wamdata.stream.partition import rank_batches
-from wamdata.video import decode_frame_ranges, decode_frames, probe_video
+from wamdata.stream.window import resize_frames
+from wamdata.video import DEFAULT_CODEC, decode_frame_ranges, decode_frames, probe_video
 
 TESTS = Path(__file__).resolve().parent
 
@@ -431,3 +434,44 @@ def test_decoding_several_ranges_at_once_gives_the_frames_of_each(real_data: Pat
     ranges.append(ranges[2])  # the same clip twice, and overlapping ones, come back as asked
     for (start, stop), frames in zip(ranges, decode_frame_ranges(path, ranges), strict=True):
         assert np.array_equal(frames, decode_frames(path, start, stop)), (start, stop)
+
+
+def test_windows_of_real_gr00t_episodes(real_data: Path, tmp_path: Path) -> None:
+    """Real teleop-like data: 256x256 h264 ego view and 44-D actions of GR00T PickNPlace, written as a dataset."""
+    folder = real_data / "lerobot_gr00t_picknplace/robot_sim.PickNPlace"
+    spec = SourceSpec(name="gr00t", kind="sim", format="lerobot", embodiment="gr1", fps=20.0,
+                      cameras={"ego_view": CameraSpec(256, 256, DEFAULT_CODEC.to_json())},
+                      arrays={"action": ArraySpec("float32", (44,))})
+    actions = {}
+    with DatasetWriter(tmp_path / "gr00t", "gr00t", [spec], shard_bytes=1) as writer:
+        for index in (0, 1):
+            steps = 40
+            table = pq.read_table(folder / f"data/chunk-000/episode_00000{index}.parquet").to_pydict()
+            video = folder / f"videos/chunk-000/observation.images.ego_view/episode_00000{index}.mp4"
+            episode = Episode(source="gr00t", native_key=str(index), num_steps=steps,
+                              frames={"ego_view": decode_frames(str(video), 0, steps)},
+                              arrays={"action": np.asarray(table["action"][:steps], dtype=np.float32)})
+            actions[episode.episode_id] = episode.arrays["action"]
+            writer.write(episode)
+        writer.close()
+    config = _config((str(tmp_path / "gr00t"),), window=WindowSpec(context=1, horizon=2, frame_stride=4,
+                     action_horizon=8), image_size=(128, 128), normalization="mean_std")
+    stream = WindowStream(config, rank=0, world_size=1)
+    dataset = Dataset.open(tmp_path / "gr00t")
+    stats = dataset.info["stats"]["by_embodiment"]["gr1"]["action"]
+    loader = StreamLoader(stream, num_workers=1)
+    windows = 0
+    for batch in loader:
+        for i, episode_id in enumerate(batch["episode_id"]):
+            t = int(batch["anchor"][i])
+            chunk = actions[episode_id][t: t + 8]
+            std = np.array(stats["std"])  # the real arm holds some joints still: those dims normalize to 0
+            normalized = np.where(std > 1e-8, (chunk - np.array(stats["mean"])) / np.where(std > 1e-8, std, 1), 0)
+            np.testing.assert_allclose(batch["action"][i, : len(chunk)].numpy(), normalized, rtol=1e-4, atol=1e-4)
+            steps = t + np.array([-4, 0, 4, 8])
+            inside = (steps >= 0) & (steps < 40)
+            stored = dataset.read_episode(episode_id).frames("ego_view")[steps[inside]]
+            expected = resize_frames(stored, (128, 128))
+            assert np.array_equal(batch["frames/ego_view"][i].numpy()[inside], expected)
+            windows += 1
+    assert windows == 81  # 2 episodes x 40 anchors, padded (tail policy) to whole batches of 3
