@@ -432,8 +432,11 @@ def test_decoding_several_ranges_at_once_gives_the_frames_of_each(real_data: Pat
     starts = rng.integers(0, count - 1, size=6).tolist() + [0, max(count - 3, 0)]
     ranges = [(s, min(s + int(rng.integers(1, 9)), count)) for s in starts]
     ranges.append(ranges[2])  # the same clip twice, and overlapping ones, come back as asked
+    everything = decode_frames(path)  # from the first frame: nothing skipped, nothing sought
     for (start, stop), frames in zip(ranges, decode_frame_ranges(path, ranges), strict=True):
-        assert np.array_equal(frames, decode_frames(path, start, stop)), (start, stop)
+        assert np.array_equal(frames, everything[start:stop]), (start, stop)
+    for start in range(0, count, 7):  # single-frame seeks, with the frames before it partly skipped
+        assert np.array_equal(decode_frames(path, start, start + 1)[0], everything[start]), start
 
 
 def test_windows_of_real_gr00t_episodes(real_data: Path, tmp_path: Path) -> None:

@@ -348,18 +348,35 @@ class _Timeline:
         return i if i < len(self.pts) and self.pts[i] == pts else None
 
 
-def _decoded_frames(container: InputContainer, stream: VideoStream) -> Iterator[VideoFrame]:
+def _decoded_frames(
+    container: InputContainer, stream: VideoStream, skip_before_pts: int | None = None
+) -> Iterator[VideoFrame]:
     """Frames in presentation order from the current position; on a decode error, the frames the decoder
-    still holds are drained first and then VideoDecodeError is raised."""
+    still holds are drained first and then VideoDecodeError is raised.
+
+    With ``skip_before_pts``, frames no other frame references (most B-frames) are not decoded until the
+    first packet at or after that timestamp: a clip needs the reference frames between the keyframe and its
+    start, not the others (FFmpeg's skip_frame=NONREF; x264's default GOP has 1 in 4-5 such frames).
+    H.264 only: dav1d (AV1) returns frames with a delay, so a flag switched per packet misses frames.
+    """
     codec = stream.codec_context
+    if codec.name != "h264":
+        skip_before_pts = None
+    if skip_before_pts is not None:
+        codec.skip_frame = "NONREF"
     try:
         for packet in container.demux(stream):
+            if skip_before_pts is not None and (packet.pts is None or packet.pts >= skip_before_pts):
+                codec.skip_frame = "DEFAULT"
+                skip_before_pts = None
             yield from codec.decode(packet)
     except av.FFmpegError as exc:
         # If draining fails too, the decoder is past saving; the first error is the one to report.
         with contextlib.suppress(av.FFmpegError):
             yield from codec.decode(None)
         raise VideoDecodeError(f"decoding failed ({type(exc).__name__}: {exc})") from exc
+    finally:
+        codec.skip_frame = "DEFAULT"
 
 
 def _to_rgb(frame: VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
@@ -405,7 +422,7 @@ def _decode_range(
         first: int | None = None
         last: int | None = None
         try:
-            for frame in _decoded_frames(container, stream):
+            for frame in _decoded_frames(container, stream, skip_before_pts=timeline.pts_of(start)):
                 index = timeline.index_of(frame.pts) if frame.pts is not None else None
                 if index is None:
                     if timeline.step:
