@@ -1,6 +1,6 @@
 """Benchmark wamdata's stream against the loaders people use today, on the same shards and the same windows.
 
-    python benchmarks/stream.py [--data toy|gr00t] [--windows 1500] [--workers 2] [--batch-size 8]
+    python benchmarks/stream.py [--data toy|gr00t] [--windows 1500] [--workers 2] [--batch-size 32]
 
 Every loader produces the same training windows (frames t-3 .. t+4 of one camera, an action chunk of 16)
 of the same dataset, with the same number of dataloader worker processes and batch size:
@@ -285,7 +285,7 @@ def main() -> None:
     parser.add_argument("--data", choices=("toy", "gr00t"), default="toy")
     parser.add_argument("--windows", type=int, default=1500, help="about this many windows per loader")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2, help="best of this many runs per loader")
     args = parser.parse_args()
     root = str(toy_dataset() if args.data == "toy" else gr00t_dataset())

@@ -56,9 +56,6 @@ class StreamConfig:
     cache_dir: str | None = None  # remote shards are cached here; None reads them with range requests
     cache_bytes: int = DEFAULT_CACHE_BYTES
     prefetch_shards: int = 2
-    # Windows a worker builds together: each video is opened and decoded once for all the windows of a group
-    # that need it; a group's decoded frames are all the decoded frames a worker holds.
-    decode_group: int = 32
     cached_episodes: int = 64  # parsed episodes (encoded video, normalized arrays) kept per worker
 
     def __post_init__(self) -> None:
@@ -168,7 +165,11 @@ class WindowStream(IterableDataset):
         work = list(zip(windows.tolist(), anchors.tolist(), dataset_of.tolist(), row_of.tolist(), strict=True))
         reader.plan([(d, row) for _, _, d, row in work])
         parsed: OrderedDict[tuple[int, int], ParsedEpisode] = OrderedDict()
-        size = self.config.decode_group
+        # A worker builds one batch at a time: each video is opened and decoded once for all the windows of
+        # the batch that need it, and the batch's frames are all the decoded frames the worker holds. A group
+        # larger than the batch would starve the DataLoader, which asks each worker for only prefetch_factor
+        # batches ahead: the worker would sit on finished windows while the other one works.
+        size = self.config.batch_size
         try:
             for first in range(0, len(work), size):
                 group = work[first: first + size]
