@@ -162,8 +162,9 @@ class WindowStream(IterableDataset):
         reader = self._reader()
         builder = WindowBuilder(self.layout, self.codecs, self.normalizer,
                                 [SidecarLabels(self.datasets, labeler) for labeler in self.config.labels])
-        work = list(zip(windows.tolist(), anchors.tolist(), dataset_of.tolist(), row_of.tolist(), strict=True))
-        reader.plan([(d, row) for _, _, d, row in work])
+        shards = self.index.shard_of_episode(episodes)
+        _, first_use = np.unique(shards, return_index=True)
+        reader.plan([self.index.shards[s] for s in shards[np.sort(first_use)].tolist()])
         parsed: OrderedDict[tuple[int, int], ParsedEpisode] = OrderedDict()
         # A worker builds one batch at a time: each video is opened and decoded once for all the windows of
         # the batch that need it, and the batch's frames are all the decoded frames the worker holds. A group
@@ -171,8 +172,10 @@ class WindowStream(IterableDataset):
         # batches ahead: the worker would sit on finished windows while the other one works.
         size = self.config.batch_size
         try:
-            for first in range(0, len(work), size):
-                group = work[first: first + size]
+            for first in range(0, len(windows), size):
+                # Python lists for one batch only: the worker's share of the epoch stays in numpy arrays.
+                group = list(zip(*(a[first: first + size].tolist() for a in (windows, anchors, dataset_of, row_of)),
+                                 strict=True))
                 try:
                     episodes = [self._parsed(parsed, reader, builder, d, row) for _, _, d, row in group]
                     samples = builder.build_group(

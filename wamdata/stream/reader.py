@@ -36,31 +36,27 @@ class EpisodeReader:
         self.cache = cache
         self.prefetch_shards = prefetch_shards
         self.open_shards = open_shards
-        self._rows = [d.episodes.select(["shard", "shard_sha256", "sample_offset", "sample_size", "members"])
-                      .to_pydict() for d in self.datasets]
-        self._sha = [dict(zip(c["shard"], c["shard_sha256"], strict=True)) for c in self._rows]
+        # Rows stay in Arrow and are read one at a time: a Python copy of every episode's member list would
+        # cost each worker ~1 KB per episode.
+        self._locations = [d.episodes.select(["shard", "sample_offset", "sample_size", "members"])
+                           for d in self.datasets]
+        self._sha = [dict(zip(d.episodes.column("shard").to_pylist(), d.episodes.column("shard_sha256").to_pylist(),
+                              strict=True)) for d in self.datasets]
         self._files: OrderedDict[tuple[int, str], Any] = OrderedDict()
-        self._plan: list[tuple[int, int]] = []
-        self._plan_position: dict[tuple[int, int], int] = {}
+        self._plan: list[tuple[int, str]] = []
+        self._plan_position: dict[tuple[int, str], int] = {}
 
-    def plan(self, episodes: Sequence[tuple[int, int]]) -> None:
-        """The (dataset, row) episodes this reader will be asked for, in order: prefetching follows it."""
-        shards: list[tuple[int, str]] = []
-        for d, row in episodes:
-            key = (d, self._rows[d]["shard"][row])
-            if not shards or shards[-1] != key:
-                shards.append(key)
-        self._plan = list(dict.fromkeys(shards))
-        self._plan_position = {}
-        for position, (d, shard) in enumerate(self._plan):
-            self._plan_position[(d, shard)] = position
+    def plan(self, shards: Sequence[tuple[int, str]]) -> None:
+        """The (dataset, shard) pairs this reader will read, in the order it first needs them: prefetching
+        follows it."""
+        self._plan = list(shards)
+        self._plan_position = {key: position for position, key in enumerate(self._plan)}
 
     def members(self, dataset: int, row: int) -> dict[str, bytes]:
         """Member suffix (``meta.json``, ``action.npy``, ``front.mp4``, ...) -> bytes of one episode."""
-        columns = self._rows[dataset]
-        shard, offset, size = columns["shard"][row], columns["sample_offset"][row], columns["sample_size"][row]
+        location = self._locations[dataset].slice(row, 1).to_pylist()[0]
+        shard, offset, size, members = (location[k] for k in ("shard", "sample_offset", "sample_size", "members"))
         url = self.datasets[dataset].shard_url(shard)
-        members = columns["members"][row]
         if is_local(url) or self.cache is not None:
             blob = self._read(dataset, shard, offset, size)
             out = {m["name"].split(".", 1)[1]: blob[m["offset"] - offset: m["offset"] - offset + m["size"]]
