@@ -12,6 +12,7 @@ import torch
 from wamdata.cli import main
 from wamdata.labeling.quality import codebook_usage, one_hot, probe_r2, r2_score
 from wamdata.train.checkpoint import labeler_id, load_checkpoint, save_checkpoint
+from wamdata.train.data import Windows, holdout
 from wamdata.train.idm import IDMConfig, InverseDynamicsModel
 from wamdata.train.lam import LAMConfig, LatentActionModel, VectorQuantizer
 
@@ -85,3 +86,12 @@ def test_label_cli_trains_and_evaluates_on_the_toy_world(demo_dataset: Path, tmp
     assert 1 <= lam_result["perplexity"] <= 8 and 0 < lam_result["usage"] <= 1
     assert {"embedding_probe_r2", "code_probe_r2", "frame_diff_probe_r2"} <= lam_result.keys()
     assert "idm_r2" in capsys.readouterr().out
+
+
+def test_holdout_keeps_whole_episodes_apart() -> None:
+    ids = np.array(["c", "a", "b", "a", "d", "c", "e", "f"])
+    windows = Windows(np.zeros((8, 2, 4, 4, 3), np.uint8), np.zeros((8, 1, 2)), np.ones((8, 1, 2), bool), ids,
+                      np.arange(8), np.full(8, "s"), np.full(8, "e"))
+    train, held = holdout(windows, 3)
+    assert sorted(set(held.episode_ids)) == ["c", "f"]  # the 3rd and 6th of a..f
+    assert not set(train.episode_ids) & set(held.episode_ids) and len(train) + len(held) == 8

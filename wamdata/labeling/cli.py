@@ -12,7 +12,7 @@ from typing import Any
 from wamdata.labeling.evaluate import evaluate_idm, evaluate_lam
 from wamdata.stream import WindowSpec
 from wamdata.train.checkpoint import load_checkpoint, save_checkpoint
-from wamdata.train.data import gap_steps, load_windows
+from wamdata.train.data import gap_steps, load_split
 from wamdata.train.idm import IDMConfig, InverseDynamicsModel, train_idm
 from wamdata.train.lam import LAMConfig, LatentActionModel, TrainLog, train_lam
 
@@ -29,8 +29,8 @@ def _overrides(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, An
 def cmd_train_lam(args: argparse.Namespace) -> int:
     config = replace(LAMConfig(), **_overrides(args, LAM_OPTIONS))
     gap = gap_steps(args.dataset, config.gap_seconds)
-    windows = load_windows(args.dataset, WindowSpec(horizon=1, frame_stride=gap), "train", config.image_size,
-                           max_windows=args.max_windows, seed=config.seed)
+    windows = load_split(args.dataset, WindowSpec(horizon=1, frame_stride=gap), "train", config.image_size,
+                         args.holdout_every, max_windows=args.max_windows, seed=config.seed)
     print(f"train-lam: {len(windows)} windows (frame t, t+{gap} steps), {config.steps} steps")
     started = time.perf_counter()
 
@@ -46,8 +46,9 @@ def cmd_train_lam(args: argparse.Namespace) -> int:
 def cmd_train_idm(args: argparse.Namespace) -> int:
     base = IDMConfig(action_dim=0, embodiment=args.embodiment)
     config = replace(base, **_overrides(args, IDM_OPTIONS))
-    windows = load_windows(args.dataset, WindowSpec(horizon=config.chunk, action_horizon=config.chunk), "train",
-                           config.image_size, with_actions=True, max_windows=args.max_windows, seed=config.seed)
+    windows = load_split(args.dataset, WindowSpec(horizon=config.chunk, action_horizon=config.chunk), "train",
+                         config.image_size, args.holdout_every, with_actions=True, max_windows=args.max_windows,
+                         seed=config.seed)
     windows = windows.select(windows.embodiments == args.embodiment)
     if not len(windows):
         raise ValueError(f"no train windows with actions for embodiment {args.embodiment!r}")
@@ -66,10 +67,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for folder in args.model:
         model = load_checkpoint(folder)
         if isinstance(model, LatentActionModel):
-            result = evaluate_lam(model, args.dataset, args.embodiment, args.max_windows)
+            result = evaluate_lam(model, args.dataset, args.embodiment, args.max_windows, args.holdout_every)
         else:
             assert isinstance(model, InverseDynamicsModel)
-            result = evaluate_idm(model, args.dataset, args.max_windows)
+            result = evaluate_idm(model, args.dataset, args.max_windows, args.holdout_every)
         results.append({"checkpoint": str(folder), **result})
     for result in results:
         print(f"{result['checkpoint']} ({result['model']}, {result['val_windows']} held-out windows)")
@@ -88,6 +89,11 @@ def _add_config_options(parser: argparse.ArgumentParser, config_type: type, name
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"default: the {config_type.__name__} value")
 
 
+def _add_holdout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--holdout-every", type=int, help="ignore the dataset's splits and hold out every Nth episode "
+                        "(by sorted id) for datasets without a val split; pass the same N to train and eval")
+
+
 def add_label_parser(sub: argparse._SubParsersAction) -> None:
     label = sub.add_parser("label", help="latent action and inverse dynamics models: train, evaluate")
     commands = label.add_subparsers(dest="label_command", required=True)
@@ -95,6 +101,7 @@ def add_label_parser(sub: argparse._SubParsersAction) -> None:
     lam.add_argument("dataset", nargs="+", help="dataset folders or URLs (one fps)")
     lam.add_argument("--out", required=True, help="checkpoint folder (model.safetensors + config.json)")
     lam.add_argument("--max-windows", type=int, help="train on at most this many windows")
+    _add_holdout(lam)
     _add_config_options(lam, LAMConfig, LAM_OPTIONS)
     lam.set_defaults(func=cmd_train_lam)
     idm = commands.add_parser("train-idm", help="train an inverse dynamics model on one embodiment's train episodes")
@@ -102,6 +109,7 @@ def add_label_parser(sub: argparse._SubParsersAction) -> None:
     idm.add_argument("--embodiment", required=True)
     idm.add_argument("--out", required=True)
     idm.add_argument("--max-windows", type=int)
+    _add_holdout(idm)
     _add_config_options(idm, IDMConfig, IDM_OPTIONS)
     idm.set_defaults(func=cmd_train_idm)
     check = commands.add_parser("eval", help="held-out probe R2 / IDM R2 against mean-action and frame-diff baselines")
@@ -110,4 +118,5 @@ def add_label_parser(sub: argparse._SubParsersAction) -> None:
     check.add_argument("--embodiment", help="the LAM probe's embodiment (default: the only one with actions)")
     check.add_argument("--max-windows", type=int, help="at most this many windows per split")
     check.add_argument("--json", help="also write the results here")
+    _add_holdout(check)
     check.set_defaults(func=cmd_eval)

@@ -13,7 +13,7 @@ import numpy as np
 
 from wamdata.labeling.quality import codebook_usage, one_hot, probe_r2, r2_score
 from wamdata.stream import WindowSpec
-from wamdata.train.data import Windows, gap_steps, load_windows
+from wamdata.train.data import Windows, gap_steps, load_split
 from wamdata.train.idm import InverseDynamicsModel, idm_predict
 from wamdata.train.lam import LatentActionModel, lam_latents
 
@@ -25,10 +25,10 @@ FRAME_DIFF_L2 = 1.0
 
 
 def _action_windows(urls: Sequence[str], spec: WindowSpec, image_size: int, embodiment: str | None,
-                    max_windows: int | None) -> tuple[Windows, Windows, int]:
+                    max_windows: int | None, holdout_every: int | None) -> tuple[Windows, Windows, int]:
     """Train and val windows with actions of one embodiment, and that embodiment's real action width."""
-    train, val = (load_windows(urls, spec, split, image_size, with_actions=True, max_windows=max_windows)
-                  for split in ("train", "val"))
+    train, val = (load_split(urls, spec, split, image_size, holdout_every, with_actions=True,
+                             max_windows=max_windows) for split in ("train", "val"))
     if embodiment is not None:
         train, val = train.select(train.embodiments == embodiment), val.select(val.embodiments == embodiment)
     if not len(train) or not len(val):
@@ -54,12 +54,12 @@ def baselines(train: Windows, val: Windows, width: int) -> dict[str, float]:
 
 
 def evaluate_lam(model: LatentActionModel, urls: Sequence[str], embodiment: str | None = None,
-                 max_windows: int | None = None) -> dict[str, Any]:
+                 max_windows: int | None = None, holdout_every: int | None = None) -> dict[str, Any]:
     config = model.config
     gap = gap_steps(urls, config.gap_seconds)
     # The latent explains the change from t to t+gap: the probe's target is the whole chunk a[t : t+gap].
     spec = WindowSpec(horizon=1, frame_stride=gap, action_horizon=gap)
-    train, val, width = _action_windows(urls, spec, config.image_size, embodiment, max_windows)
+    train, val, width = _action_windows(urls, spec, config.image_size, embodiment, max_windows, holdout_every)
     (z_train, c_train), (z_val, c_val) = lam_latents(model, train.frames), lam_latents(model, val.frames)
     y_train, y_val = train.actions[..., :width], val.actions[..., :width]
     k = config.codebook_size
@@ -69,10 +69,12 @@ def evaluate_lam(model: LatentActionModel, urls: Sequence[str], embodiment: str 
             **codebook_usage(c_val, k), "codebook_size": k, **baselines(train, val, width)}
 
 
-def evaluate_idm(model: InverseDynamicsModel, urls: Sequence[str], max_windows: int | None = None) -> dict[str, Any]:
+def evaluate_idm(model: InverseDynamicsModel, urls: Sequence[str], max_windows: int | None = None,
+                 holdout_every: int | None = None) -> dict[str, Any]:
     config = model.config
     spec = WindowSpec(horizon=config.chunk, action_horizon=config.chunk)
-    train, val, width = _action_windows(urls, spec, config.image_size, config.embodiment, max_windows)
+    train, val, width = _action_windows(urls, spec, config.image_size, config.embodiment, max_windows,
+                                       holdout_every)
     if width != config.action_dim:
         raise ValueError(f"{config.embodiment} actions have {width} dims here, the IDM predicts {config.action_dim}")
     prediction, y_val = idm_predict(model, val.frames), val.actions[..., :width]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -79,3 +80,20 @@ def load_windows(urls: Sequence[str], spec: WindowSpec, split: str | None, image
             break
     windows = Windows(*(np.concatenate(parts[f]) for f in Windows.__dataclass_fields__))
     return windows if max_windows is None else windows.select(np.arange(min(max_windows, len(windows))))
+
+
+def holdout(windows: Windows, every: int) -> tuple[Windows, Windows]:
+    """(train, held-out) for a dataset without a val split: every ``every``-th episode, by sorted episode id,
+    is held out, so the trainer and the evaluator agree on it without sharing state."""
+    ids = np.unique(windows.episode_ids)
+    held = np.isin(windows.episode_ids, ids[every - 1::every])
+    return windows.select(~held), windows.select(held)
+
+
+def load_split(urls: Sequence[str], spec: WindowSpec, split: str, image_size: int, holdout_every: int | None,
+               **options: Any) -> Windows:
+    """The dataset's ``split`` ("train" or "val"), or with ``holdout_every`` that split of every episode."""
+    if holdout_every is None:
+        return load_windows(urls, spec, split, image_size, **options)
+    train, val = holdout(load_windows(urls, spec, None, image_size, **options), holdout_every)
+    return train if split == "train" else val
