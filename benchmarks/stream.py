@@ -198,8 +198,7 @@ class LeRobotStyle(Dataset):
 def export_lerobot_layout(root: str, camera: str, folder: Path) -> None:
     dataset = WamDataset.open(root)
     for row in dataset.episodes.to_pylist():
-        members = read_members(dataset.shard_url(row["shard"]), row["sample_offset"], row["sample_size"],
-                               row["members"])
+        members = read_members(dataset.shard_url(row["shard"]), row["members"])
         (folder / f"{row['episode_id']}.mp4").write_bytes(members[f"{camera}.mp4"])
         if "action.npy" in members:
             (folder / f"{row['episode_id']}.action.npy").write_bytes(members["action.npy"])
@@ -221,8 +220,7 @@ def _decode_share(args: tuple[str, str, int, int, int]) -> tuple[int, float]:
     dataset = WamDataset.open(root)
     work = []
     for row in dataset.episodes.to_pylist()[part::parts]:
-        members = read_members(dataset.shard_url(row["shard"]), row["sample_offset"], row["sample_size"],
-                               row["members"])
+        members = read_members(dataset.shard_url(row["shard"]), row["members"])
         work += [(members[f"{camera}.mp4"], a, row["num_steps"]) for a in range(0, row["num_steps"], anchor_every)]
     start = time.perf_counter()
     for video, anchor, num_steps in work:

@@ -16,7 +16,7 @@ from typing import Any
 import fsspec
 
 from wamdata.dataset import Dataset
-from wamdata.shards import read_members
+from wamdata.shards import member_span, read_members, slice_members
 from wamdata.stream.cache import ShardCache
 
 
@@ -38,7 +38,7 @@ class EpisodeReader:
         self.open_shards = open_shards
         # Rows stay in Arrow and are read one at a time: a Python copy of every episode's member list would
         # cost each worker ~1 KB per episode.
-        self._locations = [d.episodes.select(["shard", "sample_offset", "sample_size", "members"])
+        self._locations = [d.episodes.select(["shard", "members"])
                            for d in self.datasets]
         self._sha = [dict(zip(d.episodes.column("shard").to_pylist(), d.episodes.column("shard_sha256").to_pylist(),
                               strict=True)) for d in self.datasets]
@@ -55,15 +55,12 @@ class EpisodeReader:
     def members(self, dataset: int, row: int) -> dict[str, bytes]:
         """Member suffix (``meta.json``, ``action.npy``, ``front.mp4``, ...) -> bytes of one episode."""
         location = self._locations[dataset].slice(row, 1).to_pylist()[0]
-        shard, offset, size, members = (location[k] for k in ("shard", "sample_offset", "sample_size", "members"))
+        shard, members = location["shard"], location["members"]
         url = self.datasets[dataset].shard_url(shard)
         if is_local(url) or self.cache is not None:
-            blob = self._read(dataset, shard, offset, size)
-            out = {m["name"].split(".", 1)[1]: blob[m["offset"] - offset: m["offset"] - offset + m["size"]]
-                   for m in members}
-        else:
-            out = read_members(url, offset, size, members)
-        return out
+            start, end = member_span(members)
+            return slice_members(self._read(dataset, shard, start, end - start), start, members)
+        return read_members(url, members)
 
     def _read(self, dataset: int, shard: str, offset: int, size: int) -> bytes:
         for attempt in range(2):
