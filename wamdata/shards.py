@@ -195,20 +195,27 @@ def sha256_of(url: str, chunk_bytes: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def read_members(url: str, members: list[dict[str, Any]]) -> dict[str, bytes]:
-    """Read the given members of one sample with one range read spanning them.
+def member_span(members: list[dict[str, Any]]) -> tuple[int, int]:
+    """[start, end) byte range of a sample's members (episodes.parquet entries: name, offset, size).
 
-    ``members`` are episodes.parquet entries (name, offset, size); returns suffix (e.g. ``action.npy``)
-    -> bytes. Members of a sample are contiguous, so asking for its arrays alone skips its video bytes.
-    """
-    start = min(m["offset"] for m in members)
-    end = max(m["offset"] + m["size"] for m in members)
+    Members of a sample are contiguous, so the span of its arrays alone skips its video bytes."""
+    return min(m["offset"] for m in members), max(m["offset"] + m["size"] for m in members)
+
+
+def slice_members(blob: bytes, start: int, members: list[dict[str, Any]]) -> dict[str, bytes]:
+    """Cut the members out of ``blob`` (the shard's bytes from offset ``start``): suffix -> bytes."""
+    return {m["name"].split(".", 1)[1]: blob[m["offset"] - start : m["offset"] - start + m["size"]] for m in members}
+
+
+def read_members(url: str, members: list[dict[str, Any]]) -> dict[str, bytes]:
+    """Read the given members of one sample with one range read spanning them; suffix (``action.npy``) -> bytes."""
+    start, end = member_span(members)
     with fsspec.open(url, "rb") as f:
         f.seek(start)
         blob = f.read(end - start)
     if len(blob) != end - start:
         raise OSError(f"{url}: short read at {start} (+{end - start}): got {len(blob)} bytes; the shard is truncated")
-    return {m["name"].split(".", 1)[1]: blob[m["offset"] - start : m["offset"] - start + m["size"]] for m in members}
+    return slice_members(blob, start, members)
 
 
 def iter_samples(url: str) -> Iterator[tuple[str, dict[str, bytes]]]:
