@@ -4,11 +4,14 @@
            baseline: iterate every episode with tfds (JPEG decode included), as a trainer's loader would.
     HDF5:  the toy robot written as a robomimic HDF5 file of --episodes demos (64x64 camera, state, action);
            baseline: h5py reads every dataset of every demo.
+    video: --video-seconds of 1920x1080 30 fps H.264 in a folder, ingested by `video_folder` into 4 s clips at
+           short side 256; baseline: decode every frame with PyAV (one thread, as wamdata decodes).
+           (benchmarks/ingest_video.py adds peak RSS and a 10-minute video.)
 
 Ingest = the whole `wamdata ingest` pipeline (read, validate, encode video, stats, shards, episodes.parquet),
 Ray already started (its start-up is reported apart). frames = steps x cameras actually stored.
 
-    .venv/bin/python benchmarks/ingest.py [--copies 32] [--episodes 800]
+    .venv/bin/python benchmarks/ingest.py [--copies 32] [--episodes 800] [--video-seconds 60]
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import time
 from pathlib import Path
 
 import h5py
+from ingest_video import bare_decode, make_long_video
 
 from wamdata.dataset import Dataset
 from wamdata.ingest import RaySession, ingest
@@ -74,12 +78,12 @@ def stored_frames(root: Path) -> int:
                                           strict=True))
 
 
-def measure(name: str, format: str, source: Path, baseline, work: Path) -> None:  # noqa: ANN001 - a callable
+def measure(name: str, format: str, source: Path, baseline, work: Path, **options: object) -> None:  # noqa: ANN001
     started = time.perf_counter()
     baseline_frames = baseline(source)
     baseline_s = time.perf_counter() - started
     started = time.perf_counter()
-    ingest(format, str(source), work / f"{name}_out", progress=False)
+    ingest(format, str(source), work / f"{name}_out", progress=False, **options)
     ingest_s = time.perf_counter() - started
     frames = stored_frames(work / f"{name}_out")
     assert frames == baseline_frames, (frames, baseline_frames)
@@ -92,17 +96,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--copies", type=int, default=32, help="bridge tfrecord shards (25 episodes each)")
     parser.add_argument("--episodes", type=int, default=800, help="toy robot demos in the HDF5 file")
+    parser.add_argument("--video-seconds", type=int, default=60, help="length of the 1080p video (a multiple of 4)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         rlds = replicate_bridge(work / "bridge_dataset" / "1.0.0", args.copies)
         episodes = [generate_episode(seed, image_size=64, max_steps=64) for seed in range(args.episodes)]
         hdf5 = write_robomimic_hdf5(episodes, work / "toy_robot.hdf5", fps=10.0)
+        videos = work / "videos"
+        videos.mkdir()
+        make_long_video(videos / "long.mp4", args.video_seconds)
         started = time.perf_counter()
         with RaySession(None):
             print(f"ray start-up: {time.perf_counter() - started:.1f} s (not counted below)")
             measure("rlds", "oxe_rlds", rlds, bare_tfds, work)
             measure("hdf5", "robomimic", hdf5, bare_h5py, work)
+            measure("video", "video_folder", videos, lambda folder: bare_decode(str(folder / "long.mp4"))["frames"],
+                    work, short_side=256, clip_seconds=4.0)
 
 
 if __name__ == "__main__":
