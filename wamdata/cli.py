@@ -1,4 +1,4 @@
-"""The ``wamdata`` command line: demo, ingest, inspect, validate, stats."""
+"""The ``wamdata`` command line: demo, ingest, inspect, validate, stats, label."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import numpy as np
 
 from wamdata.dataset import DATASET_JSON, Dataset, join_url, validate, write_dataset_info
 from wamdata.demo import run_demo, run_native_ingest
+from wamdata.labeling.cli import add_label_parser
 from wamdata.schema import SchemaError
 from wamdata.sources import InputWarning, available_formats
 from wamdata.sources.toyworld import load_config
@@ -217,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("dataset")
     stats.add_argument("--write", action="store_true", help="store the recomputed stats in dataset.json")
     stats.set_defaults(func=cmd_stats)
+    add_label_parser(sub)
     return parser
 
 

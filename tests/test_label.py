@@ -1,0 +1,97 @@
+"""Action labeling: quality metrics, VQ codebook upkeep, safetensors checkpoints, the label CLI on the toy world."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from wamdata.cli import main
+from wamdata.labeling.quality import codebook_usage, one_hot, probe_r2, r2_score
+from wamdata.train.checkpoint import labeler_id, load_checkpoint, save_checkpoint
+from wamdata.train.data import Windows, holdout
+from wamdata.train.idm import IDMConfig, InverseDynamicsModel
+from wamdata.train.lam import LAMConfig, LatentActionModel, VectorQuantizer
+
+
+def test_probe_recovers_a_linear_map_and_r2_scores_against_the_mean() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 5))
+    y = x @ rng.normal(size=(5, 2))
+    assert probe_r2(x[:300], y[:300], x[300:], y[300:]) > 0.99
+    assert r2_score(np.broadcast_to(y.mean(axis=0), y.shape), y) == pytest.approx(0.0)
+    assert probe_r2(rng.normal(size=(300, 5)), y[:300], rng.normal(size=(100, 5)), y[300:]) < 0.1
+
+
+def test_codebook_usage_and_one_hot() -> None:
+    even = codebook_usage(np.arange(8).repeat(10), 16)
+    assert even["perplexity"] == pytest.approx(8.0) and even["usage"] == 0.5
+    assert codebook_usage(np.zeros(50, dtype=int), 16)["perplexity"] == pytest.approx(1.0)
+    assert one_hot(np.array([[1, 0], [2, 2]]), 3).tolist() == [[0, 1, 0, 1, 0, 0], [0, 0, 1, 0, 0, 1]]
+
+
+def test_dead_codes_restart_on_encoder_outputs() -> None:
+    torch.manual_seed(0)
+    quantizer = VectorQuantizer(codebook_size=8, code_dim=4, decay=0.9, commitment=0.25, dead_after=3).train()
+    # Every input sits near one point far from the random init: one code wins, the other seven go idle.
+    z = 10 + 0.01 * torch.randn(64, 1, 4)
+    for _ in range(3):
+        quantizer(z)
+    assert (quantizer.codebook - 10).abs().amax(dim=1).lt(1).all(), "idle codes were restarted on the inputs"
+    z_q, codes, loss = quantizer(z)
+    assert z_q.shape == z.shape and codes.shape == (64, 1) and loss.item() < 0.01
+
+
+@pytest.mark.parametrize("kind", ["lam", "idm"])
+def test_checkpoints_round_trip_through_safetensors_and_json(kind: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = (LatentActionModel(LAMConfig(image_size=32, channels=16)) if kind == "lam" else
+             InverseDynamicsModel(IDMConfig(action_dim=3, embodiment="arm", image_size=32, channels=16, chunk=2)))
+    for p in model.parameters():
+        p.data.normal_()
+    folder = save_checkpoint(model.eval(), tmp_path / "ckpt")
+    assert json.loads((folder / "config.json").read_text())["model"] == kind
+    loaded = load_checkpoint(folder)
+    frames = torch.rand(4, 3, 3, 32, 32)
+    with torch.no_grad():
+        if kind == "lam":
+            assert torch.equal(model.encode(frames[:, 0], frames[:, 1]), loaded.encode(frames[:, 0], frames[:, 1]))
+        else:
+            assert torch.equal(model(frames), loaded(frames))
+    first = labeler_id(folder)
+    assert first.startswith(f"{kind}-") and labeler_id(folder) == first
+    with torch.no_grad():
+        next(model.parameters()).add_(1)
+    assert labeler_id(save_checkpoint(model, tmp_path / "changed")) != first
+
+
+def test_label_cli_trains_and_evaluates_on_the_toy_world(demo_dataset: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    idm, lam, report = tmp_path / "idm", tmp_path / "lam", tmp_path / "eval.json"
+    assert main(["label", "train-idm", str(demo_dataset), "--embodiment", "toy_pusher", "--out", str(idm),
+                 "--steps", "300", "--image-size", "32"]) == 0
+    assert main(["label", "train-lam", str(demo_dataset), "--out", str(lam), "--steps", "30", "--image-size", "32",
+                 "--codebook-size", "8"]) == 0
+    assert main(["label", "eval", str(demo_dataset), "--model", str(idm), "--model", str(lam),
+                 "--json", str(report)]) == 0
+    idm_result, lam_result = json.loads(report.read_text())
+    assert idm_result["model"] == "idm" and idm_result["val_windows"] > 20
+    # Even a short run on 27 episodes reads the actions off the frames far better than the baselines.
+    assert idm_result["idm_r2"] > max(idm_result["mean_action_r2"], idm_result["frame_diff_probe_r2"]) + 0.3
+    assert idm_result["idm_mse"] >= 0
+    assert lam_result["model"] == "lam" and lam_result["gap_steps"] == 1
+    assert 1 <= lam_result["perplexity"] <= 8 and 0 < lam_result["usage"] <= 1
+    assert {"embedding_probe_r2", "code_probe_r2", "frame_diff_probe_r2"} <= lam_result.keys()
+    assert "idm_r2" in capsys.readouterr().out
+
+
+def test_holdout_keeps_whole_episodes_apart() -> None:
+    ids = np.array(["c", "a", "b", "a", "d", "c", "e", "f"])
+    windows = Windows(np.zeros((8, 2, 4, 4, 3), np.uint8), np.zeros((8, 1, 2)), np.ones((8, 1, 2), bool), ids,
+                      np.arange(8), np.full(8, "s"), np.full(8, "e"))
+    train, held = holdout(windows, 3)
+    assert sorted(set(held.episode_ids)) == ["c", "f"]  # the 3rd and 6th of a..f
+    assert not set(train.episode_ids) & set(held.episode_ids) and len(train) + len(held) == 8

@@ -1,0 +1,122 @@
+"""``wamdata label train-lam | train-idm | eval``: the action-labeling commands of the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+from wamdata.labeling.evaluate import evaluate_idm, evaluate_lam
+from wamdata.stream import WindowSpec
+from wamdata.train.checkpoint import load_checkpoint, save_checkpoint
+from wamdata.train.data import gap_steps, load_split
+from wamdata.train.idm import IDMConfig, InverseDynamicsModel, train_idm
+from wamdata.train.lam import LAMConfig, LatentActionModel, TrainLog, train_lam
+
+# Config fields a user may set from the command line (the rest are the tuned defaults in the dataclasses).
+LAM_OPTIONS = ("steps", "batch_size", "lr", "codebook_size", "tokens", "code_dim", "gap_seconds", "image_size",
+               "model_size", "seed")
+IDM_OPTIONS = ("steps", "batch_size", "lr", "chunk", "image_size", "model_size", "seed")
+
+
+def _overrides(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
+def cmd_train_lam(args: argparse.Namespace) -> int:
+    config = replace(LAMConfig(), **_overrides(args, LAM_OPTIONS))
+    gap = gap_steps(args.dataset, config.gap_seconds)
+    windows = load_split(args.dataset, WindowSpec(horizon=1, frame_stride=gap), "train", config.image_size,
+                         args.holdout_every, max_windows=args.max_windows, seed=config.seed)
+    print(f"train-lam: {len(windows)} windows (frame t, t+{gap} steps), {config.steps} steps")
+    started = time.perf_counter()
+
+    def log(entry: TrainLog) -> None:
+        print(f"step {entry.step:6d}  loss {entry.loss:.5f}  reconstruction {entry.reconstruction:.5f}  "
+              f"perplexity {entry.perplexity:5.1f}  usage {entry.usage:.2f}  {time.perf_counter() - started:6.0f} s")
+
+    model = train_lam(config, windows.frames, on_log=None if args.quiet else log)
+    print(f"train-lam: checkpoint {save_checkpoint(model, args.out)}")
+    return 0
+
+
+def cmd_train_idm(args: argparse.Namespace) -> int:
+    base = IDMConfig(action_dim=0, embodiment=args.embodiment)
+    config = replace(base, **_overrides(args, IDM_OPTIONS))
+    windows = load_split(args.dataset, WindowSpec(horizon=config.chunk, action_horizon=config.chunk), "train",
+                         config.image_size, args.holdout_every, with_actions=True, max_windows=args.max_windows,
+                         seed=config.seed)
+    windows = windows.select(windows.embodiments == args.embodiment)
+    if not len(windows):
+        raise ValueError(f"no train windows with actions for embodiment {args.embodiment!r}")
+    width = int(windows.action_mask[:, 0].all(axis=0).sum())
+    config = replace(config, action_dim=width)
+    print(f"train-idm: {len(windows)} windows of {args.embodiment}, {width} action dims, {config.steps} steps")
+    started = time.perf_counter()
+    model = train_idm(config, windows.frames, windows.actions[..., :width], on_log=None if args.quiet else (
+        lambda step, loss: print(f"step {step:6d}  mse {loss:.5f}  {time.perf_counter() - started:6.0f} s")))
+    print(f"train-idm: checkpoint {save_checkpoint(model, args.out)}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    results = []
+    for folder in args.model:
+        model = load_checkpoint(folder)
+        if isinstance(model, LatentActionModel):
+            result = evaluate_lam(model, args.dataset, args.embodiment, args.max_windows, args.holdout_every)
+        else:
+            assert isinstance(model, InverseDynamicsModel)
+            result = evaluate_idm(model, args.dataset, args.max_windows, args.holdout_every)
+        results.append({"checkpoint": str(folder), **result})
+    for result in results:
+        print(f"{result['checkpoint']} ({result['model']}, {result['val_windows']} held-out windows)")
+        for key, value in result.items():
+            if isinstance(value, float):
+                print(f"  {key:22s} {value:8.4f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def _add_config_options(parser: argparse.ArgumentParser, config_type: type, names: tuple[str, ...]) -> None:
+    types = {f.name: f.type for f in fields(config_type)}
+    for name in names:
+        kind = {"int": int, "float": float}[str(types[name])]
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"default: the {config_type.__name__} value")
+
+
+def _add_holdout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--holdout-every", type=int, help="ignore the dataset's splits and hold out every Nth episode "
+                        "(by sorted id) for datasets without a val split; pass the same N to train and eval")
+
+
+def add_label_parser(sub: argparse._SubParsersAction) -> None:
+    label = sub.add_parser("label", help="latent action and inverse dynamics models: train, evaluate")
+    commands = label.add_subparsers(dest="label_command", required=True)
+    lam = commands.add_parser("train-lam", help="train a VQ latent action model on every video of the train split")
+    lam.add_argument("dataset", nargs="+", help="dataset folders or URLs (one fps)")
+    lam.add_argument("--out", required=True, help="checkpoint folder (model.safetensors + config.json)")
+    lam.add_argument("--max-windows", type=int, help="train on at most this many windows")
+    _add_holdout(lam)
+    _add_config_options(lam, LAMConfig, LAM_OPTIONS)
+    lam.set_defaults(func=cmd_train_lam)
+    idm = commands.add_parser("train-idm", help="train an inverse dynamics model on one embodiment's train episodes")
+    idm.add_argument("dataset", nargs="+")
+    idm.add_argument("--embodiment", required=True)
+    idm.add_argument("--out", required=True)
+    idm.add_argument("--max-windows", type=int)
+    _add_holdout(idm)
+    _add_config_options(idm, IDMConfig, IDM_OPTIONS)
+    idm.set_defaults(func=cmd_train_idm)
+    check = commands.add_parser("eval", help="held-out probe R2 / IDM R2 against mean-action and frame-diff baselines")
+    check.add_argument("dataset", nargs="+")
+    check.add_argument("--model", action="append", required=True, help="checkpoint folder; repeat for several")
+    check.add_argument("--embodiment", help="the LAM probe's embodiment (default: the only one with actions)")
+    check.add_argument("--max-windows", type=int, help="at most this many windows per split")
+    check.add_argument("--json", help="also write the results here")
+    _add_holdout(check)
+    check.set_defaults(func=cmd_eval)
