@@ -63,8 +63,10 @@ def join_url(root: str, relative: str) -> str:
     return f"{str(root).rstrip('/')}/{relative}"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    partial = path.with_name(path.name + ".partial")
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a temporary name unique to this process, fsync, then rename
+    (several processes may write the same path, e.g. a retried Ray task and its first attempt)."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     with open(partial, "wb") as f:
         f.write(data)
         f.flush()
@@ -75,14 +77,14 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def _write_parquet(path: Path, table: pa.Table) -> None:
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
-    _write_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
 
 
 def write_dataset_info(root: str | os.PathLike, info: dict[str, Any]) -> None:
     """Validate and atomically write ``root/dataset.json`` (local folders only)."""
     path = Path(root) / DATASET_JSON
     validate_dataset_info(info, str(path))
-    _write_atomic(path, json.dumps(info, indent=2, sort_keys=True).encode() + b"\n")
+    write_atomic(path, json.dumps(info, indent=2, sort_keys=True).encode() + b"\n")
 
 
 @dataclass

@@ -29,7 +29,7 @@ import numpy as np
 import ray
 from tqdm import tqdm
 
-from wamdata.dataset import DEFAULT_SHARD_BYTES, DatasetSummary, DatasetWriter
+from wamdata.dataset import DEFAULT_SHARD_BYTES, DatasetSummary, DatasetWriter, write_atomic
 from wamdata.schema import SourceSpec
 from wamdata.shards import Sample, encode_sample
 from wamdata.sources import Rejected, SourceAdapter, WorkItem, adapter_for
@@ -65,15 +65,6 @@ def staged_path(staging: Path, key: str) -> Path:
     return staging / "items" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.pkl"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    with open(partial, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
-
-
 def read_item(adapter: SourceAdapter, specs: dict[str, SourceSpec], item: WorkItem) -> StagedItem:
     """Read, validate and encode one work item; any failure of the input becomes a quarantine reason."""
     staged = StagedItem(item.key, item.path)
@@ -93,7 +84,7 @@ def read_item(adapter: SourceAdapter, specs: dict[str, SourceSpec], item: WorkIt
 def stage_item(adapter: SourceAdapter, specs: dict[str, SourceSpec], item: WorkItem, staging: Path) -> StagedItem:
     staged = read_item(adapter, specs, item)
     # pickle: the staged file is private to this run, read back only by the driver that wrote the task.
-    _write_atomic(staged_path(staging, item.key), pickle.dumps(staged, protocol=pickle.HIGHEST_PROTOCOL))
+    write_atomic(staged_path(staging, item.key), pickle.dumps(staged, protocol=pickle.HIGHEST_PROTOCOL))
     return staged
 
 
@@ -108,7 +99,7 @@ def _prepare_staging(staging: Path, run: dict[str, Any]) -> None:
     if staging.exists() and (not run_file.exists() or json.loads(run_file.read_text()) != run):
         shutil.rmtree(staging)
     (staging / "items").mkdir(parents=True, exist_ok=True)
-    _write_atomic(run_file, json.dumps(run, sort_keys=True).encode())
+    write_atomic(run_file, json.dumps(run, sort_keys=True).encode())
 
 
 class RaySession:
