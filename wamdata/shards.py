@@ -12,7 +12,7 @@ import io
 import json
 import os
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +109,18 @@ def _tar_header(name: str, size: int) -> bytes:
     return info.tobuf(format=tarfile.USTAR_FORMAT, encoding="utf-8", errors="strict")
 
 
+def tar_member(name: str, data: bytes) -> bytes:
+    """One tar member: its header block (always one: USTAR), the data, zero padding to a block; the data
+    starts TAR_BLOCK bytes in."""
+    return _tar_header(name, len(data)) + data + b"\0" * (_padded(len(data)) - len(data))
+
+
+def pack_tar(members: Iterable[tuple[str, bytes]]) -> bytes:
+    """A whole tar in memory, members in the order given, deterministic like the shards (side-car tars)."""
+    body = b"".join(tar_member(name, data) for name, data in members)
+    return body + b"\0" * (_archive_bytes(len(body)) - len(body))
+
+
 class ShardWriter:
     """Packs samples, in the order given, into ``<prefix>/shard-NNNNNN.tar`` files of about target_bytes.
 
@@ -154,10 +166,8 @@ class ShardWriter:
         members = []
         for suffix, data in sample.members:
             name = f"{sample.key}.{suffix}"
-            self._write(_tar_header(name, len(data)))
-            members.append(MemberLocation(name=name, offset=self._position, size=len(data)))
-            self._write(data)
-            self._write(b"\0" * (_padded(len(data)) - len(data)))
+            members.append(MemberLocation(name=name, offset=self._position + TAR_BLOCK, size=len(data)))
+            self._write(tar_member(name, data))
         self._count += 1
         return SampleLocation(
             key=sample.key, shard=self._path, offset=start, size=self._position - start, members=tuple(members)
