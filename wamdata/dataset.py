@@ -37,7 +37,9 @@ from wamdata.schema import (
     quarantine_arrow_schema,
     validate_dataset_info,
     validate_episodes_table,
+    validate_labeler_manifest,
     validate_meta,
+    with_default_columns,
 )
 from wamdata.shards import (
     Sample,
@@ -55,6 +57,8 @@ from wamdata.video import VideoCodec, decode_frames, probe_video
 DATASET_JSON = "dataset.json"
 EPISODES_PARQUET = "episodes.parquet"
 QUARANTINE_PARQUET = "quarantine.parquet"
+LABELS_DIR = "labels"  # label side-cars: labels/<labeler-id>/*.tar + labeler.json (schemas/v1/labels.schema.json)
+LABELER_JSON = "labeler.json"
 DEFAULT_SHARD_BYTES = 64 * 1024 * 1024
 
 
@@ -78,6 +82,13 @@ def _write_parquet(path: Path, table: pa.Table) -> None:
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
     write_atomic(path, buffer.getvalue())
+
+
+def write_episodes_table(root: str | os.PathLike, table: pa.Table) -> None:
+    """Validate and atomically replace ``root/episodes.parquet`` (local folders only)."""
+    path = Path(root) / EPISODES_PARQUET
+    validate_episodes_table(table, str(path))
+    _write_parquet(path, table)
 
 
 def write_dataset_info(root: str | os.PathLike, info: dict[str, Any]) -> None:
@@ -247,6 +258,7 @@ def episodes_table(rows: list[tuple[dict[str, Any], SampleLocation]], shard_sha:
         columns["sample_offset"].append(location.offset)
         columns["sample_size"].append(location.size)
         columns["members"].append([vars(m) for m in location.members])
+        columns["labels"].append([])
     schema = episodes_arrow_schema()
     return pa.table({f.name: pa.array(columns[f.name], type=f.type) for f in schema}, schema=schema)
 
@@ -295,6 +307,7 @@ class Dataset:
         except (pa.ArrowInvalid, OSError) as e:
             raise SchemaError(f"{episodes_url}: unreadable parquet: {e}") from None
         validate_episodes_table(episodes, episodes_url)
+        episodes = with_default_columns(episodes)
         unknown = set(episodes.column("source").to_pylist()) - set(info["sources"])
         if unknown:
             raise SchemaError(f"{episodes_url}: episodes of sources not in dataset.json: {sorted(unknown)}")
@@ -420,4 +433,43 @@ def validate(url: str | os.PathLike, progress: bool = True) -> list[Problem]:
             problems.append(Problem(shard_url, f"episode {missing} is listed in episodes.parquet but not in the shard"))
         bar.update(len(set(rows) - seen))
     bar.close()
+    return problems + label_problems(dataset)
+
+
+def label_problems(dataset: Dataset) -> list[Problem]:
+    """Label side-cars against their labeler.json: schema, finished, every tar listed and with its sha256; and
+    each labeler id of episodes.parquet's labels column backed by a manifest that lists the episode."""
+    fs, root = fsspec.core.url_to_fs(dataset.url)
+    problems: list[Problem] = []
+    episodes_by_labeler: dict[str, set[str]] = {}
+    for path in sorted(fs.glob(f"{root}/{LABELS_DIR}/*/{LABELER_JSON}")):
+        url, folder = fs.unstrip_protocol(path), path.rsplit("/", 1)[0]
+        try:
+            manifest = json.loads(fs.cat_file(path))
+            validate_labeler_manifest(manifest, url)
+        except (json.JSONDecodeError, SchemaError) as e:
+            problems.append(Problem(url, str(e)))
+            continue
+        if manifest["labeler"] != folder.rsplit("/", 1)[1]:
+            problems.append(Problem(url, f"labeler {manifest['labeler']!r} does not match its folder"))
+        if not manifest["complete"]:
+            problems.append(Problem(url, "incomplete: wamdata label apply was interrupted; run it again to finish"))
+            continue
+        episodes_by_labeler[manifest["labeler"]] = set(manifest["episodes"])
+        on_disk = {p.rsplit("/", 1)[1] for p in fs.glob(f"{folder}/*.tar")}
+        problems += [Problem(fs.unstrip_protocol(f"{folder}/{t}"), "label tar not listed in labeler.json")
+                     for t in sorted(on_disk - set(manifest["tars"]))]
+        for tar, entry in sorted(manifest["tars"].items()):
+            tar_url = fs.unstrip_protocol(f"{folder}/{tar}")
+            if tar not in on_disk:
+                problems.append(Problem(tar_url, "label tar listed in labeler.json is missing"))
+            elif (actual := sha256_of(tar_url)) != entry["sha256"]:
+                problems.append(Problem(tar_url, f"sha256 mismatch: expected {entry['sha256']}, got {actual}"))
+    for episode_id, labelers in zip(dataset.episodes.column("episode_id").to_pylist(),
+                                    dataset.episodes.column("labels").to_pylist(), strict=True):
+        for labeler in labelers:
+            if episode_id not in episodes_by_labeler.get(labeler, ()):
+                problems.append(Problem(join_url(dataset.url, EPISODES_PARQUET),
+                                        f"episode {episode_id}: labels {labeler!r} has no finished side-car "
+                                        f"listing it ({LABELS_DIR}/{labeler}/{LABELER_JSON})"))
     return problems

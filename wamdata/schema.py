@@ -63,6 +63,11 @@ def validate_meta(meta: dict[str, Any], where: str = "meta.json") -> None:
     _validate_json(meta, "meta.schema.json", where)
 
 
+def validate_labeler_manifest(manifest: dict[str, Any], where: str = "labeler.json") -> None:
+    """Check a label side-car's ``labeler.json`` (schemas/v1/labels.schema.json)."""
+    _validate_json(manifest, "labels.schema.json", where)
+
+
 def _arrow_type(spec: str | dict[str, Any]) -> pa.DataType:
     if isinstance(spec, str):
         return pa.type_for_alias(spec)
@@ -89,10 +94,29 @@ def quarantine_arrow_schema() -> pa.Schema:
     return pa.schema([_arrow_field(f) for f in _schema_file("quarantine.arrow.json")["fields"]])
 
 
+@cache
+def _optional_episode_columns() -> dict[str, Any]:
+    """Columns added to episodes.parquet after v1 shipped: name -> the value files without them imply."""
+    return {f["name"]: f["default"] for f in _schema_file("episodes.arrow.json")["fields"] if f.get("optional")}
+
+
+def with_default_columns(table: pa.Table) -> pa.Table:
+    """``table`` with every optional column it lacks added with its default, so readers need not care which
+    wamdata wrote the file."""
+    expected = episodes_arrow_schema()
+    for name, default in _optional_episode_columns().items():
+        if name not in table.schema.names:
+            table = table.append_column(expected.field(name), pa.array([default] * table.num_rows,
+                                                                       type=expected.field(name).type))
+    return table
+
+
 def validate_episodes_table(table: pa.Table, where: str = "episodes.parquet") -> None:
     expected = episodes_arrow_schema()
     for expected_field in expected:
         if expected_field.name not in table.schema.names:
+            if expected_field.name in _optional_episode_columns():
+                continue
             raise SchemaError(f"{where}: missing column {expected_field.name!r}")
         actual = table.schema.field(expected_field.name)
         if not actual.type.equals(expected_field.type):
