@@ -121,6 +121,14 @@ class RaySession:
             ray.shutdown()
 
 
+def configure_ray_data(progress: bool) -> ray.data.DataContext:
+    """This driver's Ray Data context with its progress bars and start-up banner on or off."""
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = progress
+    context.print_on_execution_start = progress
+    return context
+
+
 def items_per_task(num_items: int, num_cpus: int) -> int:
     """Work items per Ray task: a task costs ~50-80 ms of scheduling, more than a small episode takes to encode,
     so small items are grouped; at least 4 tasks per CPU are kept for balance, and at most 16 items per task
@@ -144,10 +152,7 @@ def run_stage_tasks(
     """
     if not items:
         return
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = progress
-    context.print_on_execution_start = progress
-    context.max_errored_blocks = -1
+    configure_ray_data(progress).max_errored_blocks = -1
 
     def stage_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         failed = []

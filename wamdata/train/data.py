@@ -37,13 +37,18 @@ class Windows:
         return Windows(*(getattr(self, f)[keep] for f in self.__dataclass_fields__))
 
 
+def gap_for_fps(gap_seconds: float, fps: float) -> int:
+    """A gap in seconds as a whole number of steps (at least one) at ``fps``."""
+    return max(1, round(gap_seconds * fps))
+
+
 def gap_steps(urls: Sequence[str], gap_seconds: float, sources: Sequence[str] | None = None) -> int:
     """The frame gap in steps for the sources' fps; every source read must share it (one WindowSpec)."""
     steps = set()
     for url in urls:
         for name, spec in Dataset.open(url).sources.items():
             if sources is None or name in sources:
-                steps.add(max(1, round(gap_seconds * spec.fps)))
+                steps.add(gap_for_fps(gap_seconds, spec.fps))
     if len(steps) != 1:
         raise ValueError(f"gap of {gap_seconds}s is {sorted(steps)} steps across these sources; train on one fps")
     return steps.pop()
