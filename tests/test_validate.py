@@ -81,6 +81,14 @@ def test_wrong_column_type_in_episodes_parquet(dataset_copy: Path, capsys: pytes
     assert code == 1 and f"{path}: column 'num_steps' has type double, expected int64" in out
 
 
+def test_episodes_parquet_written_before_the_labels_column_still_opens(dataset_copy: Path,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    path = dataset_copy / "episodes.parquet"
+    pq.write_table(pq.read_table(path).drop_columns(["labels"]), path)
+    assert Dataset.open(dataset_copy).episodes.column("labels").to_pylist() == [[]] * len(Dataset.open(dataset_copy))
+    assert run_validate(dataset_copy, capsys)[0] == 0
+
+
 def test_missing_dataset_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     code, out = run_validate(tmp_path, capsys)
     assert code == 1 and "dataset.json: missing" in out
