@@ -443,7 +443,9 @@ def label_problems(dataset: Dataset) -> list[Problem]:
     problems: list[Problem] = []
     episodes_by_labeler: dict[str, set[str]] = {}
     for path in sorted(fs.glob(f"{root}/{LABELS_DIR}/*/{LABELER_JSON}")):
-        url, folder = fs.unstrip_protocol(path), path.rsplit("/", 1)[0]
+        folder = path.rsplit("/", 1)[0]
+        folder_url = join_url(dataset.url, f"{LABELS_DIR}/{folder.rsplit('/', 1)[1]}")
+        url = join_url(folder_url, LABELER_JSON)
         try:
             manifest = json.loads(fs.cat_file(path))
             validate_labeler_manifest(manifest, url)
@@ -457,10 +459,10 @@ def label_problems(dataset: Dataset) -> list[Problem]:
             continue
         episodes_by_labeler[manifest["labeler"]] = set(manifest["episodes"])
         on_disk = {p.rsplit("/", 1)[1] for p in fs.glob(f"{folder}/*.tar")}
-        problems += [Problem(fs.unstrip_protocol(f"{folder}/{t}"), "label tar not listed in labeler.json")
+        problems += [Problem(join_url(folder_url, t), "label tar not listed in labeler.json")
                      for t in sorted(on_disk - set(manifest["tars"]))]
         for tar, entry in sorted(manifest["tars"].items()):
-            tar_url = fs.unstrip_protocol(f"{folder}/{tar}")
+            tar_url = join_url(folder_url, tar)
             if tar not in on_disk:
                 problems.append(Problem(tar_url, "label tar listed in labeler.json is missing"))
             elif (actual := sha256_of(tar_url)) != entry["sha256"]:
