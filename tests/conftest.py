@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -132,3 +136,20 @@ def file_digests(root: Path) -> dict[str, str]:
 def rows_by_native_key(dataset) -> dict[str, int]:  # noqa: ANN001 - a wamdata.dataset.Dataset
     """Row index of each episode in episodes.parquet, by its native key."""
     return {key: i for i, key in enumerate(dataset.episodes.column("native_key").to_pylist())}
+
+
+def kill_cli_when(args: list[str], written: Path, pattern: str, env: dict[str, str] | None = None) -> None:
+    """Run ``wamdata ARGS`` in a subprocess joined to this module's Ray, and SIGKILL it as soon as a file
+    matching ``pattern`` appears under ``written``; it must not have finished by then."""
+    import ray
+
+    command = [sys.executable, "-m", "wamdata.cli", "-q", *args, "--address", ray.get_runtime_context().gcs_address]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, **(env or {})})
+    deadline = time.monotonic() + 120
+    while not (written.is_dir() and any(written.glob(pattern))):
+        assert process.poll() is None, f"wamdata {args[0]} finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)

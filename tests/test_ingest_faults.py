@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
-from conftest import file_digests
+from conftest import file_digests, kill_cli_when
 from wamdata.dataset import QUARANTINE_PARQUET, Dataset, validate
 from wamdata.ingest import ingest, staging_dir_for
 from wamdata.schema import Episode
@@ -95,17 +92,8 @@ def test_corrupt_tfrecord_is_quarantined_and_the_other_split_ingested(real_data:
 
 def test_killed_ingest_resumes_to_the_same_bytes(real_data: Path, tmp_path: Path, gr00t_reference: Path) -> None:
     out = tmp_path / "gr00t"
-    command = [sys.executable, "-m", "wamdata.cli", "-q", "ingest", "lerobot", str(real_data / GR00T),
-               "--out", str(out), "--address", ray.get_runtime_context().gcs_address]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    items = staging_dir_for(out) / "items"
-    deadline = time.monotonic() + 120
-    while not (items.is_dir() and any(items.glob("*.pkl"))):
-        assert process.poll() is None, "the ingest finished before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
+    kill_cli_when(["ingest", "lerobot", str(real_data / GR00T), "--out", str(out)], staging_dir_for(out) / "items",
+                  "*.pkl")
     assert not out.exists()
     with pytest.warns(UserWarning):
         result = ingest("lerobot", str(real_data / GR00T), out, progress=False)
