@@ -1,9 +1,11 @@
-"""``wamdata label train-lam | train-idm | eval``: the action-labeling commands of the CLI."""
+"""``wamdata label train-lam | train-idm | eval | apply``: the action-labeling commands of the CLI."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 from dataclasses import fields, replace
 from pathlib import Path
@@ -82,6 +84,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_apply(args: argparse.Namespace) -> int:
+    from wamdata.labeling.apply import THROTTLE_ENV, LabelingError, LabelOptions, label_apply  # imports Ray
+
+    options = LabelOptions(only_unlabeled=args.only_unlabeled, throttle_seconds=float(os.environ.get(THROTTLE_ENV, 0)),
+                           **_overrides(args, ("camera", "batch_size", "mc_samples")))
+    try:
+        result = label_apply(args.dataset, args.model, options=options, address=args.address,
+                             concurrency=args.concurrency, progress=not args.quiet)
+    except LabelingError as e:
+        print(f"wamdata label apply: error: {e}", file=sys.stderr)
+        return 1
+    if result.without_camera:
+        print(f"label apply: {result.without_camera} episode(s) without camera {args.camera or '(none)'} passed over")
+    if result.nothing_to_do:
+        print(f"label apply: nothing to do: {result.folder} already holds labels of all {result.selected} "
+              "selected episodes")
+        return 0
+    print(f"label apply: {result.labeler}: {result.labelled} episodes, {result.frames} frames in "
+          f"{result.seconds:.1f} s ({result.frames / max(result.seconds, 1e-9):.0f} frames/s); "
+          f"{result.tars_written} side-car tars written, {result.tars_done_before} already done -> {result.folder}")
+    return 0
+
+
 def _add_config_options(parser: argparse.ArgumentParser, config_type: type, names: tuple[str, ...]) -> None:
     types = {f.name: f.type for f in fields(config_type)}
     for name in names:
@@ -95,7 +120,7 @@ def _add_holdout(parser: argparse.ArgumentParser) -> None:
 
 
 def add_label_parser(sub: argparse._SubParsersAction) -> None:
-    label = sub.add_parser("label", help="latent action and inverse dynamics models: train, evaluate")
+    label = sub.add_parser("label", help="latent action and inverse dynamics models: train, evaluate, label")
     commands = label.add_subparsers(dest="label_command", required=True)
     lam = commands.add_parser("train-lam", help="train a VQ latent action model on every video of the train split")
     lam.add_argument("dataset", nargs="+", help="dataset folders or URLs (one fps)")
@@ -120,3 +145,14 @@ def add_label_parser(sub: argparse._SubParsersAction) -> None:
     check.add_argument("--json", help="also write the results here")
     _add_holdout(check)
     check.set_defaults(func=cmd_eval)
+    apply = commands.add_parser("apply", help="pseudo-label a dataset with a LAM or IDM checkpoint on Ray Data, into "
+                                "side-cars labels/<labeler-id>/*.tar; resumable, idempotent")
+    apply.add_argument("dataset", help="dataset folder (labels are written into it; video is never rewritten)")
+    apply.add_argument("--model", required=True, help="checkpoint folder (model.safetensors + config.json)")
+    apply.add_argument("--address", help="Ray cluster address (default: start an embedded local Ray)")
+    apply.add_argument("--only-unlabeled", action="store_true", help="only episodes without true actions")
+    apply.add_argument("--camera", help="camera to label (default: the first camera of each episode)")
+    apply.add_argument("--batch-size", type=int, help="model inputs per forward pass (default 256)")
+    apply.add_argument("--mc-samples", type=int, help="IDM: dropout samples per window for the confidence (default 4)")
+    apply.add_argument("--concurrency", type=int, help="model actors (default: one per GPU, else one per CPU)")
+    apply.set_defaults(func=cmd_apply)
