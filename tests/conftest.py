@@ -38,6 +38,7 @@ def small_demo_config() -> dict:
     config["native_formats"]["lerobot"]["episodes"] = 4
     config["native_formats"]["robomimic"]["episodes"] = 4
     config["native_formats"]["epic_kitchens"].update(videos=2, segments_per_video=2)
+    config["labeling"]["lam"] = {"steps": 40, "codebook_size": 8}
     return config
 
 

@@ -41,9 +41,14 @@ def test_demo_prints_its_summary_and_validates(tmp_path: Path) -> None:
         assert native[format][-1] == "ok"
     human = config["sources"]["toy_human"]
     human_frames = sum(len(generate_episode(human["first_seed"] + i, "human_hand", image_size=config["image_size"],
-                                            max_steps=config["max_steps"], noise=config["noise"]).frames)
+                                            max_steps=config["max_steps"], noise=human["noise"]).frames)
                        for i in range(4))
     assert native["epic_kitchens"][3:6] == ["4", str(human_frames), "0"] and native["epic_kitchens"][-1] == "ok"
+    # the LAM stage: trained on the human video, applied to the 12 human episodes, measured on the robot's
+    assert "label apply: 12 episodes" in result.stdout
+    assert {"embedding_probe_r2", "code_probe_r2", "perplexity", "frame_diff_probe_r2"} <= {
+        line.split()[0] for line in lines if line.startswith("  ")}
+    assert (tmp_path / "out_lam" / "model.safetensors").exists()
 
 
 def test_inspect_shows_sources_slices_and_an_episode(demo_dataset: Path) -> None:

@@ -8,13 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from wamdata.cli import main
+from wamdata.labeling.evaluate import FRAME_DIFF_L2, frame_differences
 from wamdata.labeling.quality import codebook_usage, one_hot, probe_r2, r2_score
+from wamdata.toyworld import generate_episode
 from wamdata.train.checkpoint import labeler_id, load_checkpoint, save_checkpoint
 from wamdata.train.data import Windows, holdout
 from wamdata.train.idm import IDMConfig, InverseDynamicsModel
-from wamdata.train.lam import LAMConfig, LatentActionModel, VectorQuantizer
+from wamdata.train.lam import LAMConfig, LatentActionModel, VectorQuantizer, frames_to_tensor, lam_latents, train_lam
 
 
 def test_probe_recovers_a_linear_map_and_r2_scores_against_the_mean() -> None:
@@ -95,3 +98,42 @@ def test_holdout_keeps_whole_episodes_apart() -> None:
     train, held = holdout(windows, 3)
     assert sorted(set(held.episode_ids)) == ["c", "f"]  # the 3rd and 6th of a..f
     assert not set(train.episode_ids) & set(held.episode_ids) and len(train) + len(held) == 8
+
+
+def test_codebook_starts_from_kmeans_of_the_latents() -> None:
+    torch.manual_seed(0)
+    centres = torch.tensor([[5.0, 0, 0], [-5, 0, 0], [0, 5, 0], [0, 0, -5]])
+    latents = (centres.repeat_interleave(50, dim=0) + 0.1 * torch.randn(200, 3)).unsqueeze(1)
+    quantizer = VectorQuantizer(codebook_size=4, code_dim=3, decay=0.99, commitment=0.25, dead_after=100)
+    quantizer.init_codebook(latents)
+    # every cluster gets its own code, at the cluster's mean
+    assert torch.cdist(centres, quantizer.codebook).amin(dim=1).lt(0.1).all()
+    assert len(quantizer(latents)[1].unique()) == 4
+
+
+def _toy_pairs(seeds: range, noise: float) -> tuple[np.ndarray, np.ndarray]:
+    episodes = [generate_episode(seed, "robot", 64, 64, noise) for seed in seeds]
+    return (np.concatenate([np.stack([e.frames[:-1], e.frames[1:]], axis=1) for e in episodes]),
+            np.concatenate([e.actions[:-1] for e in episodes]))
+
+
+def test_lam_latents_carry_the_motion_and_the_decoder_uses_them() -> None:
+    """The collapse this guards against: codes that do not depend on the motion and a decoder that ignores them
+    (shuffling the codes then leaves the reconstruction unchanged, and the probe R2 is ~0)."""
+    frames, _ = _toy_pairs(range(200), noise=0.6)
+    probe_frames, probe_actions = _toy_pairs(range(1000, 1080), noise=0.6)
+    held_frames, held_actions = _toy_pairs(range(2000, 2040), noise=0.6)
+    model = train_lam(LAMConfig(steps=500, codebook_size=16), frames)
+    (z_probe, _), (z_held, codes) = lam_latents(model, probe_frames), lam_latents(model, held_frames)
+    r2 = probe_r2(z_probe, probe_actions, z_held, held_actions)
+    baseline = probe_r2(frame_differences(probe_frames), probe_actions, frame_differences(held_frames), held_actions,
+                        l2=FRAME_DIFF_L2)
+    assert r2 > baseline + 0.2, (r2, baseline)
+    assert codebook_usage(codes, 16)["perplexity"] > 4
+    batch = frames_to_tensor(held_frames[:256])
+    with torch.no_grad():
+        f0, f1 = model.resize(batch[:, 0]), model.resize(batch[:, 1])
+        z_q = model.quantizer(model.encode(f0, f1))[0]
+        true = F.mse_loss(model.decode(f0, z_q), f1)
+        shuffled = F.mse_loss(model.decode(f0, z_q[torch.randperm(len(z_q))]), f1)
+    assert shuffled > 1.2 * true, (float(true), float(shuffled))

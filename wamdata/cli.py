@@ -14,8 +14,9 @@ import fsspec
 import numpy as np
 
 from wamdata.dataset import DATASET_JSON, Dataset, join_url, validate, write_dataset_info
-from wamdata.demo import run_demo, run_native_ingest
-from wamdata.labeling.cli import add_label_parser
+from wamdata.demo import run_demo, run_demo_labeling, run_native_ingest
+from wamdata.labeling.cli import add_label_parser, lam_log_printer
+from wamdata.labeling.evaluate import format_quality
 from wamdata.schema import SchemaError
 from wamdata.sources import InputWarning, available_formats
 from wamdata.sources.toyworld import load_config
@@ -75,7 +76,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for n in native:
         for p in n.problems:
             print(f"  {p}")
-    return 1 if any(n.problems or n.quarantined for n in native) else 0
+    if any(n.problems or n.quarantined for n in native):
+        return 1
+    return demo_labeling(config, args)
+
+
+def demo_labeling(config: dict[str, Any], args: argparse.Namespace) -> int:
+    labeling = config.get("labeling")
+    if not labeling:
+        return 0
+    print(f"\ntraining a latent action model on the video of {', '.join(labeling['train_sources'])} "
+          f"(no actions used), then labeling and measuring it:")
+    result = run_demo_labeling(config, out=args.out, progress=not args.quiet,
+                               on_log=None if args.quiet else lam_log_printer())
+    applied = result.applied
+    print(f"checkpoint {result.checkpoint} ({result.train_windows} train windows, {result.seconds['train']:.0f} s)")
+    print(f"label apply: {applied.labelled} episodes, {applied.frames} frames -> {applied.folder} "
+          f"({result.seconds['apply']:.1f} s)")
+    print(format_quality(result.quality))
+    return 0
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:

@@ -1,11 +1,13 @@
 """The quickstart: toy-world episodes -> shards -> stats -> validate, configured by pipelines/demo.yaml; then
-the toy world written in native formats (LeRobot v2.1, robomimic HDF5, EPIC-KITCHENS) and ingested from them."""
+the toy world written in native formats (LeRobot v2.1, robomimic HDF5, EPIC-KITCHENS) and ingested from them;
+then a small latent action model trained on the demo's video, its labels applied, and their quality measured."""
 
 from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,13 @@ from tqdm import tqdm
 from wamdata import toyworld
 from wamdata.dataset import DatasetSummary, DatasetWriter, Problem, validate
 from wamdata.ingest import RaySession, ingest
+from wamdata.labeling.apply import ApplyResult, LabelOptions, label_apply
+from wamdata.labeling.evaluate import evaluate_lam
 from wamdata.sources.toyworld import TOYWORLD_FPS, ToyWorldSource
 from wamdata.toyworld_export import export_epic_kitchens, write_lerobot_v21, write_robomimic_hdf5
+from wamdata.train.checkpoint import save_checkpoint
+from wamdata.train.data import lam_windows
+from wamdata.train.lam import LAMConfig, TrainLog, train_lam
 from wamdata.video import codec_with
 
 
@@ -55,7 +62,8 @@ class NativeIngestResult:
 def write_native(format: str, native: dict[str, Any], config: dict[str, Any], folder: Path) -> Path:
     """Write the configured toy-world source in a native format under ``folder``; returns the ingest input."""
     source = config["sources"][native["source"]]
-    world = {"image_size": config["image_size"], "max_steps": config["max_steps"], "noise": config["noise"]}
+    world = {"image_size": config["image_size"], "max_steps": config["max_steps"],
+             "noise": source.get("noise", config["noise"])}
     if format == "epic_kitchens":
         export_epic_kitchens(folder / "toy_human_epic", videos=native["videos"],
                              segments_per_video=native["segments_per_video"], first_seed=source["first_seed"],
@@ -90,3 +98,36 @@ def run_native_ingest(config: dict[str, Any], out: str | Path | None = None,
             results.append(NativeIngestResult(format, written, result.summary, len(result.quarantined), problems,
                                               time.perf_counter() - started))
     return results
+
+
+@dataclass
+class DemoLabeling:
+    checkpoint: Path
+    train_windows: int
+    applied: ApplyResult
+    quality: dict[str, Any]
+    seconds: dict[str, float]
+
+
+def run_demo_labeling(config: dict[str, Any], out: str | Path | None = None, progress: bool = True,
+                      on_log: Callable[[TrainLog], None] | None = None) -> DemoLabeling | None:
+    """Train the configured LAM on the demo dataset's train video (no actions used), label the dataset with it,
+    and measure the labels on the held-out episodes that have true actions."""
+    labeling = config.get("labeling")
+    if not labeling:
+        return None
+    root = Path(out or config["out"])
+    lam_config = replace(LAMConfig(image_size=config["image_size"]), **labeling.get("lam", {}))
+    started = time.perf_counter()
+    windows, _ = lam_windows([str(root)], lam_config.gap_seconds, "train", lam_config.image_size, None,
+                             sources=labeling["train_sources"], seed=lam_config.seed)
+    model = train_lam(lam_config, windows.frames, on_log=on_log)
+    checkpoint = save_checkpoint(model, root.with_name(f"{root.name}_lam"))
+    trained = time.perf_counter()
+    applied = label_apply(root, checkpoint, options=LabelOptions(only_unlabeled=labeling["only_unlabeled"]),
+                          progress=progress)
+    labelled = time.perf_counter()
+    quality = evaluate_lam(model, [str(root)], embodiment=labeling["probe_embodiment"])
+    return DemoLabeling(checkpoint, len(windows), applied, quality,
+                        {"train": trained - started, "apply": labelled - trained,
+                         "eval": time.perf_counter() - labelled})

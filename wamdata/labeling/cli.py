@@ -7,14 +7,15 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from wamdata.labeling.evaluate import evaluate_idm, evaluate_lam
+from wamdata.labeling.evaluate import evaluate_idm, evaluate_lam, format_quality
 from wamdata.stream import WindowSpec
 from wamdata.train.checkpoint import load_checkpoint, save_checkpoint
-from wamdata.train.data import gap_steps, load_split
+from wamdata.train.data import lam_windows, load_split
 from wamdata.train.idm import IDMConfig, InverseDynamicsModel, train_idm
 from wamdata.train.lam import LAMConfig, LatentActionModel, TrainLog, train_lam
 
@@ -30,19 +31,23 @@ def _overrides(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, An
 
 def cmd_train_lam(args: argparse.Namespace) -> int:
     config = replace(LAMConfig(), **_overrides(args, LAM_OPTIONS))
-    gap = gap_steps(args.dataset, config.gap_seconds)
-    windows = load_split(args.dataset, WindowSpec(horizon=1, frame_stride=gap), "train", config.image_size,
-                         args.holdout_every, max_windows=args.max_windows, seed=config.seed)
+    windows, gap = lam_windows(args.dataset, config.gap_seconds, "train", config.image_size, args.holdout_every,
+                               sources=args.source, max_windows=args.max_windows, seed=config.seed)
     print(f"train-lam: {len(windows)} windows (frame t, t+{gap} steps), {config.steps} steps")
+    model = train_lam(config, windows.frames, on_log=None if args.quiet else lam_log_printer())
+    print(f"train-lam: checkpoint {save_checkpoint(model, args.out)}")
+    return 0
+
+
+def lam_log_printer() -> Callable[[TrainLog], None]:
+    """A LAM training log callback printing one line per entry, with seconds since it was made."""
     started = time.perf_counter()
 
     def log(entry: TrainLog) -> None:
         print(f"step {entry.step:6d}  loss {entry.loss:.5f}  reconstruction {entry.reconstruction:.5f}  "
-              f"perplexity {entry.perplexity:5.1f}  usage {entry.usage:.2f}  {time.perf_counter() - started:6.0f} s")
-
-    model = train_lam(config, windows.frames, on_log=None if args.quiet else log)
-    print(f"train-lam: checkpoint {save_checkpoint(model, args.out)}")
-    return 0
+              f"perplexity {entry.perplexity:5.1f}  usage {entry.usage:.2f}  {time.perf_counter() - started:6.0f} s",
+              flush=True)
+    return log
 
 
 def cmd_train_idm(args: argparse.Namespace) -> int:
@@ -75,10 +80,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             result = evaluate_idm(model, args.dataset, args.max_windows, args.holdout_every)
         results.append({"checkpoint": str(folder), **result})
     for result in results:
-        print(f"{result['checkpoint']} ({result['model']}, {result['val_windows']} held-out windows)")
-        for key, value in result.items():
-            if isinstance(value, float):
-                print(f"  {key:22s} {value:8.4f}")
+        print(format_quality(result))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0
@@ -126,6 +128,7 @@ def add_label_parser(sub: argparse._SubParsersAction) -> None:
     lam.add_argument("dataset", nargs="+", help="dataset folders or URLs (one fps)")
     lam.add_argument("--out", required=True, help="checkpoint folder (model.safetensors + config.json)")
     lam.add_argument("--max-windows", type=int, help="train on at most this many windows")
+    lam.add_argument("--source", action="append", help="train on this source only; repeat for several (default: all)")
     _add_holdout(lam)
     _add_config_options(lam, LAMConfig, LAM_OPTIONS)
     lam.set_defaults(func=cmd_train_lam)

@@ -81,3 +81,11 @@ def evaluate_idm(model: InverseDynamicsModel, urls: Sequence[str], max_windows: 
     return {"model": "idm", "embodiment": config.embodiment, "train_windows": len(train), "val_windows": len(val),
             "idm_r2": r2_score(prediction, y_val), "idm_mse": float(((prediction - y_val) ** 2).mean()),
             **baselines(train, val, width)}
+
+
+def format_quality(result: dict[str, Any]) -> str:
+    """One result of ``evaluate_lam`` / ``evaluate_idm`` as the table ``wamdata label eval`` prints."""
+    name = result.get("checkpoint", result["model"])
+    lines = [f"{name} ({result['model']}, {result['val_windows']} held-out windows)"]
+    lines += [f"  {key:22s} {value:8.4f}" for key, value in result.items() if isinstance(value, float)]
+    return "\n".join(lines)

@@ -72,9 +72,10 @@ class ToyWorldSource(SourceAdapter):
         name, index = item.options["source"], item.options["index"]
         source = config["sources"][name]
         seed = source["first_seed"] + index
+        noise = source.get("noise", config["noise"])
         ep = toyworld.generate_episode(
             seed, appearance=source["appearance"], image_size=config["image_size"],
-            max_steps=config["max_steps"], noise=config["noise"],
+            max_steps=config["max_steps"], noise=noise,
         )
         yield Episode(
             source=name,
@@ -84,5 +85,5 @@ class ToyWorldSource(SourceAdapter):
             arrays={"action": ep.actions, "state": ep.states} if source["with_actions"] else {},
             language=ep.language,
             split="val" if index % config["val_every"] == config["val_every"] - 1 else "train",
-            info={"seed": seed, "appearance": ep.appearance, "success": ep.success, "noise": config["noise"]},
+            info={"seed": seed, "appearance": ep.appearance, "success": ep.success, "noise": noise},
         )

@@ -102,3 +102,12 @@ def load_split(urls: Sequence[str], spec: WindowSpec, split: str, image_size: in
         return load_windows(urls, spec, split, image_size, **options)
     train, val = holdout(load_windows(urls, spec, None, image_size, **options), holdout_every)
     return train if split == "train" else val
+
+
+def lam_windows(urls: Sequence[str], gap_seconds: float, split: str, image_size: int, holdout_every: int | None,
+                sources: Sequence[str] | None = None, **options: Any) -> tuple[Windows, int]:
+    """(frame t, frame t+gap) windows of ``split`` for a LAM, and the gap in steps at these sources' fps."""
+    gap = gap_steps(urls, gap_seconds, sources)
+    windows = load_split(urls, WindowSpec(horizon=1, frame_stride=gap), split, image_size, holdout_every,
+                         sources=sources, **options)
+    return windows, gap
