@@ -20,12 +20,15 @@ import pytest
 # import, so set before any test module imports it.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
+import wamdata.ingest
 from wamdata.dataset import Dataset, DatasetWriter, validate
 from wamdata.demo import run_demo
+from wamdata.ingest import IngestResult
 from wamdata.sources import Rejected, SourceAdapter
 from wamdata.sources.toyworld import load_config
 from wamdata.video import psnr
 
+BRIDGE_RLDS = Path("oxe_bridge_debug/bridge_dataset/1.0.0")
 REAL_DATA = Path(os.environ.get("WAMDATA_REAL_DATA", Path(__file__).resolve().parents[2] / "shared/data/real"))
 
 
@@ -47,6 +50,13 @@ def real_data() -> Path:
     if not REAL_DATA.is_dir():
         pytest.fail(f"real sample data not found at {REAL_DATA} (set WAMDATA_REAL_DATA)")
     return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def bridge_ingest(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[IngestResult, Path]:
+    """The bridge RLDS debug episodes ingested once per session: reading them through tfds takes a minute."""
+    out = tmp_path_factory.mktemp("bridge") / "bridge"
+    return wamdata.ingest.ingest("oxe_rlds", str(real_data / BRIDGE_RLDS), out, progress=False), out
 
 
 @pytest.fixture(scope="session")

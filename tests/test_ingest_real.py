@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import rows_by_native_key
+from conftest import BRIDGE_RLDS, rows_by_native_key
 from wamdata.dataset import QUARANTINE_PARQUET, Dataset, validate
-from wamdata.ingest import ingest
+from wamdata.ingest import IngestResult, ingest
 from wamdata.sources import InputWarning
 from wamdata.video import decode_frames, psnr
 
@@ -96,16 +96,16 @@ def test_libero_raw_demo_in_a_folder_with_commas(real_data: Path, tmp_path: Path
     assert "(:language put the medicine bottle" in stored.meta["info"]["file_attrs"]["bddl_file_content"]
 
 
-def test_bridge_rlds_episodes_match_tfds(real_data: Path, tmp_path: Path) -> None:
+def test_bridge_rlds_episodes_match_tfds(real_data: Path, bridge_ingest: tuple[IngestResult, Path]) -> None:
     import tensorflow_datasets as tfds
 
-    root = real_data / "oxe_bridge_debug" / "bridge_dataset" / "1.0.0"
-    result = ingest("oxe_rlds", str(root), tmp_path / "bridge", progress=False)
+    root = real_data / BRIDGE_RLDS
+    result, bridge = bridge_ingest
     # dataset_info.json lists a val split whose file is not in the folder: quarantined, train ingested
     assert [(r["key"], r["reason"].split(":")[0]) for r in result.quarantined] == [
         ("val/bridge_dataset-val.tfrecord-00000-of-00001", "FileNotFoundError")]
-    assert pq.read_table(tmp_path / "bridge" / QUARANTINE_PARQUET).num_rows == 1
-    dataset = Dataset.open(tmp_path / "bridge")
+    assert pq.read_table(bridge / QUARANTINE_PARQUET).num_rows == 1
+    dataset = Dataset.open(bridge)
     assert len(dataset) == 25
     source = tfds.builder_from_directory(str(root)).as_dataset(split="train", shuffle_files=False)
     for index, episode in enumerate(tfds.as_numpy(source)):
@@ -125,4 +125,4 @@ def test_bridge_rlds_episodes_match_tfds(real_data: Path, tmp_path: Path) -> Non
             frames = stored.frames(camera)
             assert len(frames) == len(steps)
             assert psnr(frames, original) >= MIN_PSNR_DB
-    assert validate(tmp_path / "bridge", progress=False) == []
+    assert validate(bridge, progress=False) == []

@@ -11,8 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from wamdata.cli import main
+from wamdata.ingest import IngestResult
 from wamdata.labeling.evaluate import FRAME_DIFF_L2, frame_differences
 from wamdata.labeling.quality import codebook_usage, one_hot, probe_r2, r2_score
+from wamdata.sources.toyworld import ToyWorldSource, load_config
 from wamdata.toyworld import generate_episode
 from wamdata.train.checkpoint import labeler_id, load_checkpoint, save_checkpoint
 from wamdata.train.data import Windows, holdout
@@ -89,6 +91,29 @@ def test_label_cli_trains_and_evaluates_on_the_toy_world(demo_dataset: Path, tmp
     assert 1 <= lam_result["perplexity"] <= 8 and 0 < lam_result["usage"] <= 1
     assert {"embedding_probe_r2", "code_probe_r2", "frame_diff_probe_r2"} <= lam_result.keys()
     assert "idm_r2" in capsys.readouterr().out
+
+
+def test_bridge_idm_beats_the_mean_action_on_held_out_episodes(bridge_ingest: tuple[IngestResult, Path],
+                                                                tmp_path: Path) -> None:
+    # 17 training episodes of 9 windows: the small-data setting needs the strong dropout
+    _, bridge = bridge_ingest
+    idm, report = tmp_path / "idm", tmp_path / "eval.json"
+    assert main(["--quiet", "label", "train-idm", str(bridge), "--embodiment", "widowx", "--holdout-every", "3",
+                 "--dropout", "0.5", "--out", str(idm)]) == 0
+    assert main(["label", "eval", str(bridge), "--model", str(idm), "--holdout-every", "3", "--json", str(report)]) == 0
+    (result,) = json.loads(report.read_text())
+    assert (result["train_windows"], result["val_windows"]) == (153, 72)
+    assert result["idm_r2"] > result["mean_action_r2"]
+
+
+def test_lam_play_pipeline_pairs_action_free_play_with_probe_demos() -> None:
+    # pipelines/lam_play.yaml is how the README measures the toy-world LAM: train on toy_play, probe on toy_robot
+    config = load_config(Path(__file__).resolve().parents[1] / "pipelines" / "lam_play.yaml")
+    specs = {spec.name: spec for spec in ToyWorldSource("", config=config).specs()}
+    assert "action" not in specs["toy_play"].arrays and "action" in specs["toy_robot"].arrays
+    assert specs["toy_play"].embodiment == specs["toy_robot"].embodiment
+    assert specs["toy_play"].fps == specs["toy_robot"].fps  # one frame gap for training and probing
+    assert config["sources"]["toy_play"]["noise"] > config["noise"]
 
 
 def test_holdout_keeps_whole_episodes_apart() -> None:

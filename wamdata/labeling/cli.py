@@ -22,7 +22,7 @@ from wamdata.train.lam import LAMConfig, LatentActionModel, TrainLog, train_lam
 # Config fields a user may set from the command line (the rest are the tuned defaults in the dataclasses).
 LAM_OPTIONS = ("steps", "batch_size", "lr", "codebook_size", "tokens", "code_dim", "gap_seconds", "image_size",
                "model_size", "seed")
-IDM_OPTIONS = ("steps", "batch_size", "lr", "chunk", "image_size", "model_size", "seed")
+IDM_OPTIONS = ("steps", "batch_size", "lr", "chunk", "dropout", "random_shift", "image_size", "model_size", "seed")
 
 
 def _overrides(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:

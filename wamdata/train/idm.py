@@ -26,11 +26,12 @@ class IDMConfig:
     chunk: int = 1                 # k: predict a[t : t+k] from frames t .. t+k
     channels: int = 32
     hidden: int = 256
-    dropout: float = 0.1
+    dropout: float = 0.1           # 0.5 for a few hundred windows (bridge debug: held-out R2 -0.003 vs -0.129)
+    random_shift: int = 2          # training augmentation: frames shifted by up to this many pixels (DrQ)
     lr: float = 1e-3
     weight_decay: float = 1e-4
     batch_size: int = 64
-    steps: int = 400               # held-out toy-world R2 0.969 after 400 steps (87 s on 2 CPU cores)
+    steps: int = 400               # held-out toy-world R2 0.992 after 400 steps (~40 s on 2 CPU cores)
     seed: int = 0
 
     def to_json(self) -> dict:
@@ -43,9 +44,14 @@ class InverseDynamicsModel(nn.Module):
         self.config = config
         frames = config.chunk + 1
         # Each frame and each consecutive difference: the differences carry the motion directly.
-        self.convs, out_c = conv_stack(3 * (2 * frames - 1), config.channels, config.model_size)
+        convs, out_c = conv_stack(3 * (2 * frames - 1), config.channels, config.model_size)
+        self.convs = nn.Sequential(*convs, nn.Conv2d(out_c, config.channels, 3, padding=1), nn.GELU())
+        # Max over the image: the moving part is small, and max-pooling finds it wherever it is with few weights.
+        # Measured at 400 steps: toy-world R2 0.992 against 0.957 for a flattened 8x8 map (and -0.01 for a
+        # mean over the image, which dilutes the small moving agent); on bridge's 153 training windows the
+        # flattened map's 130k head weights memorized the train set.
         self.head = nn.Sequential(
-            nn.Flatten(), nn.Dropout(config.dropout), nn.Linear(out_c * 64, config.hidden), nn.GELU(),
+            nn.Dropout(config.dropout), nn.Linear(config.channels, config.hidden), nn.GELU(),
             nn.Linear(config.hidden, config.chunk * config.action_dim),
         )
 
@@ -58,7 +64,7 @@ class InverseDynamicsModel(nn.Module):
             x = F.interpolate(x, size=(size, size), mode="area")
         x = x.view(b, n, 3, size, size)
         x = torch.cat([x, x[:, 1:] - x[:, :-1]], dim=1).flatten(1, 2)
-        return self.head(self.convs(x)).view(b, self.config.chunk, self.config.action_dim)
+        return self.head(self.convs(x).amax(dim=(2, 3))).view(b, self.config.chunk, self.config.action_dim)
 
 
 def train_idm(config: IDMConfig, frames: np.ndarray, actions: np.ndarray, log_every: int = 100,
@@ -73,7 +79,8 @@ def train_idm(config: IDMConfig, frames: np.ndarray, actions: np.ndarray, log_ev
     model.train()
     for step in range(1, config.steps + 1):
         pick = rng.integers(len(frames), size=config.batch_size)
-        loss = F.mse_loss(model(frames_to_tensor(frames[pick])), target_all[pick])
+        batch = random_shift(frames_to_tensor(frames[pick]), config.random_shift, rng)
+        loss = F.mse_loss(model(batch), target_all[pick])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -81,6 +88,17 @@ def train_idm(config: IDMConfig, frames: np.ndarray, actions: np.ndarray, log_ev
         if on_log is not None and (step % log_every == 0 or step == config.steps):
             on_log(step, loss.item())
     return model.eval()
+
+
+def random_shift(frames: torch.Tensor, pad: int, rng: np.random.Generator) -> torch.Tensor:
+    """Shift every frame of a batch (B, F, 3, H, W) by one random offset of up to ``pad`` pixels, edges
+    replicated (DrQ): the same shift for all frames of a window, so the motion between them is unchanged."""
+    if pad == 0:
+        return frames
+    b, n, c, h, w = frames.shape
+    padded = F.pad(frames.flatten(1, 2), (pad,) * 4, mode="replicate")
+    i, j = rng.integers(0, 2 * pad + 1, size=2)
+    return padded[:, :, i:i + h, j:j + w].view(b, n, c, h, w)
 
 
 @torch.no_grad()
