@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -136,6 +137,23 @@ def local_ray() -> Iterator[None]:
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun_cli(args: list[str], processes: int = 2, timeout: float = 300) -> str:
+    """``wamdata ARGS`` as a one-node torchrun job of ``processes`` CPU ranks on loopback; returns its output."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(processes),
+               "--master-addr", "127.0.0.1", "--master-port", str(free_loopback_port()), "-m", "wamdata.cli", *args]
+    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stdout
+    return done.stdout
 
 
 def file_digests(root: Path) -> dict[str, str]:

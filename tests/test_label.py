@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import torchrun_cli
 from wamdata.cli import main
 from wamdata.ingest import IngestResult
 from wamdata.labeling.evaluate import FRAME_DIFF_L2, frame_differences
@@ -114,6 +115,21 @@ def test_lam_play_pipeline_pairs_action_free_play_with_probe_demos() -> None:
     assert specs["toy_play"].embodiment == specs["toy_robot"].embodiment
     assert specs["toy_play"].fps == specs["toy_robot"].fps  # one frame gap for training and probing
     assert config["sources"]["toy_play"]["noise"] > config["noise"]
+
+
+def test_trainers_run_as_torchrun_ddp_ranks(demo_dataset: Path, tmp_path: Path) -> None:
+    idm, lam, report = tmp_path / "idm", tmp_path / "lam", tmp_path / "eval.json"
+    log = torchrun_cli(["label", "train-idm", str(demo_dataset), "--embodiment", "toy_pusher", "--out", str(idm),
+                        "--steps", "150", "--image-size", "32"])
+    assert "cpu, 2 DDP ranks" in log and log.count("checkpoint") == 1  # rank 0 alone prints and writes
+    # the LAM's warm-up ends at step 20: k-means codebook, then EMA updates all-reduced across the ranks
+    torchrun_cli(["--quiet", "label", "train-lam", str(demo_dataset), "--out", str(lam), "--steps", "40",
+                  "--image-size", "32", "--codebook-size", "8"])
+    assert main(["label", "eval", str(demo_dataset), "--model", str(idm), "--model", str(lam),
+                 "--json", str(report)]) == 0
+    idm_result, lam_result = json.loads(report.read_text())
+    assert idm_result["idm_r2"] > max(idm_result["mean_action_r2"], idm_result["frame_diff_probe_r2"]) + 0.3
+    assert 1 <= lam_result["perplexity"] <= 8 and lam_result["gap_steps"] == 1
 
 
 def test_holdout_keeps_whole_episodes_apart() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import small_demo_config
+from conftest import free_loopback_port, small_demo_config
 from wamdata.dataset import Dataset, DatasetWriter
 from wamdata.demo import run_demo
 from wamdata.schema import ArraySpec, CameraSpec, Episode, SourceSpec
@@ -387,14 +386,8 @@ def test_cache_gives_up_on_a_shard_that_never_matches_its_checksum(tmp_path: Pat
 # ---------------------------------------------------------------------------------------------- torchrun
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_torchrun_two_nodes_cover_every_window_exactly(uneven: tuple[str, str], tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_loopback_port()
     out = tmp_path / "coverage.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS.parent)}
     nodes = [

@@ -18,6 +18,7 @@ from wamdata.train.checkpoint import load_checkpoint, save_checkpoint
 from wamdata.train.data import lam_windows, load_split
 from wamdata.train.idm import IDMConfig, InverseDynamicsModel, train_idm
 from wamdata.train.lam import LAMConfig, LatentActionModel, TrainLog, train_lam
+from wamdata.train.runtime import Runtime
 
 # Config fields a user may set from the command line (the rest are the tuned defaults in the dataclasses).
 LAM_OPTIONS = ("steps", "batch_size", "lr", "codebook_size", "tokens", "code_dim", "gap_seconds", "image_size",
@@ -31,12 +32,26 @@ def _overrides(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, An
 
 def cmd_train_lam(args: argparse.Namespace) -> int:
     config = replace(LAMConfig(), **_overrides(args, LAM_OPTIONS))
+    runtime = Runtime.from_environment()
     windows, gap = lam_windows(args.dataset, config.gap_seconds, "train", config.image_size, args.holdout_every,
                                sources=args.source, max_windows=args.max_windows, seed=config.seed)
-    print(f"train-lam: {len(windows)} windows (frame t, t+{gap} steps), {config.steps} steps")
-    model = train_lam(config, windows.frames, on_log=None if args.quiet else lam_log_printer())
-    print(f"train-lam: checkpoint {save_checkpoint(model, args.out)}")
+    quiet = args.quiet or not runtime.is_main
+    if not quiet:
+        print(f"train-lam: {len(windows)} windows (frame t, t+{gap} steps), {config.steps} steps, {_where(runtime)}")
+    model = train_lam(config, windows.frames, on_log=None if quiet else lam_log_printer(), runtime=runtime)
+    _save(model, args.out, runtime, "train-lam")
     return 0
+
+
+def _where(runtime: Runtime) -> str:
+    return f"{runtime.device.type}" + (f", {runtime.world_size} DDP ranks" if runtime.world_size > 1 else "")
+
+
+def _save(model: LatentActionModel | InverseDynamicsModel, out: str, runtime: Runtime, command: str) -> None:
+    """Rank 0 writes the checkpoint (every rank holds the same weights), then all ranks leave together."""
+    if runtime.is_main:
+        print(f"{command}: checkpoint {save_checkpoint(model, out)}")
+    runtime.close()
 
 
 def lam_log_printer() -> Callable[[TrainLog], None]:
@@ -53,6 +68,7 @@ def lam_log_printer() -> Callable[[TrainLog], None]:
 def cmd_train_idm(args: argparse.Namespace) -> int:
     base = IDMConfig(action_dim=0, embodiment=args.embodiment)
     config = replace(base, **_overrides(args, IDM_OPTIONS))
+    runtime = Runtime.from_environment()
     windows = load_split(args.dataset, WindowSpec(horizon=config.chunk, action_horizon=config.chunk), "train",
                          config.image_size, args.holdout_every, with_actions=True, max_windows=args.max_windows,
                          seed=config.seed)
@@ -61,11 +77,14 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
         raise ValueError(f"no train windows with actions for embodiment {args.embodiment!r}")
     width = int(windows.action_mask[:, 0].all(axis=0).sum())
     config = replace(config, action_dim=width)
-    print(f"train-idm: {len(windows)} windows of {args.embodiment}, {width} action dims, {config.steps} steps")
+    quiet = args.quiet or not runtime.is_main
+    if not quiet:
+        print(f"train-idm: {len(windows)} windows of {args.embodiment}, {width} action dims, {config.steps} steps, "
+              f"{_where(runtime)}")
     started = time.perf_counter()
-    model = train_idm(config, windows.frames, windows.actions[..., :width], on_log=None if args.quiet else (
+    model = train_idm(config, windows.frames, windows.actions[..., :width], runtime=runtime, on_log=None if quiet else (
         lambda step, loss: print(f"step {step:6d}  mse {loss:.5f}  {time.perf_counter() - started:6.0f} s")))
-    print(f"train-idm: checkpoint {save_checkpoint(model, args.out)}")
+    _save(model, args.out, runtime, "train-idm")
     return 0
 
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wamdata.train.lam import conv_stack, frames_to_tensor
+from wamdata.train.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -68,26 +69,31 @@ class InverseDynamicsModel(nn.Module):
 
 
 def train_idm(config: IDMConfig, frames: np.ndarray, actions: np.ndarray, log_every: int = 100,
-              on_log: Callable[[int, float], None] | None = None) -> InverseDynamicsModel:
-    """Train on windows frames (N, k+1, H, W, 3) uint8 and normalized actions (N, k, A)."""
+              on_log: Callable[[int, float], None] | None = None,
+              runtime: Runtime | None = None) -> InverseDynamicsModel:
+    """Train on windows frames (N, k+1, H, W, 3) uint8 and normalized actions (N, k, A), where ``runtime`` says
+    (default: from the environment, see wamdata.train.runtime); returns the model on the CPU."""
+    runtime = runtime or Runtime.from_environment()
     torch.manual_seed(config.seed)
-    model = InverseDynamicsModel(config)
+    model = InverseDynamicsModel(config).to(runtime.device)
+    net = runtime.wrap(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.steps, pct_start=0.1)
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(runtime.seed_for_rank(config.seed))
     target_all = torch.from_numpy(np.ascontiguousarray(actions, dtype=np.float32))
     model.train()
     for step in range(1, config.steps + 1):
         pick = rng.integers(len(frames), size=config.batch_size)
-        batch = random_shift(frames_to_tensor(frames[pick]), config.random_shift, rng)
-        loss = F.mse_loss(model(batch), target_all[pick])
+        batch = random_shift(frames_to_tensor(frames[pick]).to(runtime.device), config.random_shift, rng)
+        with runtime.autocast():
+            loss = F.mse_loss(net(batch).float(), target_all[pick].to(runtime.device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
-        if on_log is not None and (step % log_every == 0 or step == config.steps):
+        if on_log is not None and runtime.is_main and (step % log_every == 0 or step == config.steps):
             on_log(step, loss.item())
-    return model.eval()
+    return model.cpu().eval()
 
 
 def random_shift(frames: torch.Tensor, pad: int, rng: np.random.Generator) -> torch.Tensor:

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wamdata.train.runtime import Runtime, all_reduce_sum
+
 
 @dataclass(frozen=True)
 class LAMConfig:
@@ -99,16 +101,18 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def _update(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
         one_hot = F.one_hot(codes, self.codebook.shape[0]).type(flat.dtype)
-        count = one_hot.sum(0)
+        # Under DDP the EMA sees every rank's batch, so the codebooks stay equal across ranks.
+        count = all_reduce_sum(one_hot.sum(0))
         self.ema_count.mul_(self.decay).add_(count, alpha=1 - self.decay)
-        self.ema_sum.mul_(self.decay).add_(one_hot.T @ flat, alpha=1 - self.decay)
+        self.ema_sum.mul_(self.decay).add_(all_reduce_sum(one_hot.T @ flat), alpha=1 - self.decay)
         total = self.ema_count.sum()
         smoothed = (self.ema_count + 1e-5) / (total + 1e-5 * len(count)) * total
         self.codebook.copy_(self.ema_sum / smoothed.unsqueeze(1))
         self.idle_steps.add_(1).masked_fill_(count > 0, 0)
         dead = (self.idle_steps >= self.dead_after).nonzero().flatten()
         if len(dead):
-            # Restart dead codes on encoder outputs of this batch: the known cure for codebook collapse.
+            # Restart dead codes on encoder outputs of this batch: the known cure for codebook collapse. (Under
+            # DDP the picks differ per rank; DDP broadcasts rank 0's buffers before the next forward.)
             picks = flat[torch.randint(len(flat), (len(dead),), device=flat.device)]
             self.codebook[dead] = picks
             self.ema_sum[dead] = picks
@@ -193,17 +197,20 @@ class TrainLog:
 
 
 def train_lam(config: LAMConfig, frames: np.ndarray, log_every: int = 100,
-              on_log: Callable[[TrainLog], None] | None = None) -> LatentActionModel:
+              on_log: Callable[[TrainLog], None] | None = None, runtime: Runtime | None = None) -> LatentActionModel:
     """Train on windows frames (N, 2, H, W, 3) uint8 = (frame t, frame t+gap); minibatches drawn with
-    replacement from memory (see wamdata.train.data for why the windows are in memory)."""
+    replacement from memory (see wamdata.train.data for why the windows are in memory). Runs where
+    ``runtime`` says (default: from the environment, see wamdata.train.runtime); returns the model on the CPU."""
+    runtime = runtime or Runtime.from_environment()
     torch.manual_seed(config.seed)
-    model = LatentActionModel(config)
+    model = LatentActionModel(config).to(runtime.device)
+    net = runtime.wrap(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
     # A constant rate after a short ramp: with OneCycle's decay the encoder had not yet found the motion by the
     # time the rate was small (held-out probe R2 0.02 against 0.77 at 800 steps).
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / 50))
-    rng = np.random.default_rng(config.seed)
-    counts = torch.zeros(config.codebook_size)
+    rng = np.random.default_rng(runtime.seed_for_rank(config.seed))
+    counts = torch.zeros(config.codebook_size, device=runtime.device)
     # A quantizer from step 0 sees an encoder whose outputs do not yet depend on the motion: its codes collapse
     # onto that one point, the decoder learns to ignore them, and the encoder then gets no gradient (measured:
     # shuffling the codes left the reconstruction unchanged after 1,500 steps). So the encoder and decoder
@@ -212,26 +219,28 @@ def train_lam(config: LAMConfig, frames: np.ndarray, log_every: int = 100,
     model.train()
     for step in range(1, config.steps + 1):
         if step == warmup + 1 and warmup > 0:
-            model.quantizer.init_codebook(_encoder_outputs(model, frames, rng), seed=config.seed)
-        batch = frames_to_tensor(frames[rng.integers(len(frames), size=config.batch_size)])
-        out = model(batch[:, 0], batch[:, 1], quantize=step > warmup)
+            # (under DDP each rank clusters its own sample; rank 0's codebook is broadcast at the next forward)
+            model.quantizer.init_codebook(_encoder_outputs(model, frames, rng, runtime.device), seed=config.seed)
+        batch = frames_to_tensor(frames[rng.integers(len(frames), size=config.batch_size)]).to(runtime.device)
+        with runtime.autocast():
+            out = net(batch[:, 0], batch[:, 1], quantize=step > warmup)
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()
         schedule.step()
         counts += torch.bincount(out.codes.flatten(), minlength=config.codebook_size)
-        if on_log is not None and (step % log_every == 0 or step == config.steps):
+        if on_log is not None and runtime.is_main and (step % log_every == 0 or step == config.steps):
             p = counts[counts > 0] / counts.sum()
             on_log(TrainLog(step, out.loss.item(), out.reconstruction_loss.item(),
                             float(torch.exp(-(p * p.log()).sum())), float((counts > 0).float().mean())))
             counts.zero_()
-    return model.eval()
+    return model.cpu().eval()
 
 
 @torch.no_grad()
-def _encoder_outputs(model: LatentActionModel, frames: np.ndarray, rng: np.random.Generator,
+def _encoder_outputs(model: LatentActionModel, frames: np.ndarray, rng: np.random.Generator, device: torch.device,
                      count: int = 4096) -> torch.Tensor:
-    batch = frames_to_tensor(frames[rng.choice(len(frames), size=min(count, len(frames)), replace=False)])
+    batch = frames_to_tensor(frames[rng.choice(len(frames), size=min(count, len(frames)), replace=False)]).to(device)
     return model.encode(model.resize(batch[:, 0]), model.resize(batch[:, 1]))
 
 
