@@ -39,7 +39,7 @@ def cmd_train_lam(args: argparse.Namespace) -> int:
     if not quiet:
         print(f"train-lam: {len(windows)} windows (frame t, t+{gap} steps), {config.steps} steps, {_where(runtime)}")
     model = train_lam(config, windows.frames, on_log=None if quiet else lam_log_printer(), runtime=runtime)
-    _save(model, args.out, runtime, "train-lam")
+    _save_and_close(model, args.out, runtime, "train-lam")
     return 0
 
 
@@ -47,7 +47,7 @@ def _where(runtime: Runtime) -> str:
     return f"{runtime.device.type}" + (f", {runtime.world_size} DDP ranks" if runtime.world_size > 1 else "")
 
 
-def _save(model: LatentActionModel | InverseDynamicsModel, out: str, runtime: Runtime, command: str) -> None:
+def _save_and_close(model: LatentActionModel | InverseDynamicsModel, out: str, runtime: Runtime, command: str) -> None:
     """Rank 0 writes the checkpoint (every rank holds the same weights), then all ranks leave together."""
     if runtime.is_main:
         print(f"{command}: checkpoint {save_checkpoint(model, out)}")
@@ -84,7 +84,7 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     model = train_idm(config, windows.frames, windows.actions[..., :width], runtime=runtime, on_log=None if quiet else (
         lambda step, loss: print(f"step {step:6d}  mse {loss:.5f}  {time.perf_counter() - started:6.0f} s")))
-    _save(model, args.out, runtime, "train-idm")
+    _save_and_close(model, args.out, runtime, "train-idm")
     return 0
 
 

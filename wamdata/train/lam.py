@@ -42,14 +42,15 @@ class LAMConfig:
         return {"model": "lam", **asdict(self)}
 
 
-def conv_stack(in_channels: int, channels: int, image_size: int) -> tuple[nn.Sequential, int]:
-    """Stride-2 convolutions down to an 8x8 map; returns the stack and its output channels."""
+def conv_features(in_channels: int, channels: int, image_size: int) -> nn.Sequential:
+    """Stride-2 convolutions down to an 8x8 map, then a 3x3 convolution: ``channels`` features per cell,
+    which the caller pools over the image."""
     layers: list[nn.Module] = []
     size, c_in = image_size, in_channels
     while size > 8:
         layers += [nn.Conv2d(c_in, channels, 4, stride=2, padding=1), nn.GroupNorm(8, channels), nn.GELU()]
         c_in, size = channels, size // 2
-    return nn.Sequential(*layers), c_in
+    return nn.Sequential(*layers, nn.Conv2d(c_in, channels, 3, padding=1), nn.GELU())
 
 
 class VectorQuantizer(nn.Module):
@@ -142,8 +143,7 @@ class LatentActionModel(nn.Module):
         # what moved and not on where things are or how they look, even at initialization. With both frames
         # and a flattened 8x8 map, the decoder learned to ignore the early latents (held-out probe R2 0.02 vs
         # 0.77 with a continuous latent after 800 steps).
-        convs, out_c = conv_stack(3, c, config.model_size)
-        self.idm_convs = nn.Sequential(*convs, nn.Conv2d(out_c, c, 3, padding=1), nn.GELU())
+        self.idm_convs = conv_features(3, c, config.model_size)
         self.to_latent = nn.Linear(c, config.tokens * config.code_dim)
         self.quantizer = VectorQuantizer(config.codebook_size, config.code_dim, config.ema_decay,
                                          config.commitment, config.dead_code_after)
