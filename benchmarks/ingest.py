@@ -26,10 +26,11 @@ from pathlib import Path
 import h5py
 from ingest_video import bare_decode, make_long_video
 
-from wamdata.dataset import Dataset
-from wamdata.ingest import RaySession, ingest
-from wamdata.toyworld import generate_episode
-from wamdata.toyworld_export import write_robomimic_hdf5
+from wamdata.cluster import RaySession
+from wamdata.format.reader import Dataset
+from wamdata.ingest import ingest
+from wamdata.toy.export import write_robomimic_hdf5
+from wamdata.toy.world import generate_episode
 
 BRIDGE = Path(__file__).resolve().parents[2] / "shared/data/real/oxe_bridge_debug/bridge_dataset/1.0.0"
 

@@ -74,7 +74,7 @@ def make_long_video(path: Path, seconds: int, segment_seconds: int = SEGMENT_SEC
 def bare_decode(path: str) -> dict:
     start = time.perf_counter()
     with av.open(path) as container:
-        container.streams.video[0].codec_context.thread_count = 1  # as wamdata.video decodes
+        container.streams.video[0].codec_context.thread_count = 1  # as wamdata.media.decode decodes
         frames = sum(1 for _ in container.decode(video=0))
     return {"frames": frames, "seconds": time.perf_counter() - start}
 
@@ -95,7 +95,7 @@ def cut_only(folder: str, options: dict) -> dict:
 
 
 def ingest(folder: str, out: str, options: dict) -> dict:
-    from wamdata.dataset import DatasetWriter
+    from wamdata.format.writer import DatasetWriter
     from wamdata.sources import Rejected, adapter_for
 
     start = time.perf_counter()

@@ -41,9 +41,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from a checkout, without installing the package
 
-from wamdata.dataset import Dataset  # noqa: E402
-from wamdata.demo import run_demo  # noqa: E402
-from wamdata.ingest import RaySession  # noqa: E402
+from wamdata.cluster import RaySession  # noqa: E402
+from wamdata.format.reader import Dataset  # noqa: E402
 from wamdata.labeling.apply import (  # noqa: E402
     LabelOptions,
     label_apply,
@@ -52,11 +51,13 @@ from wamdata.labeling.apply import (  # noqa: E402
     pooled_forward,
     select_episodes,
 )
+from wamdata.labeling.checkpoint import save_checkpoint  # noqa: E402
+from wamdata.labeling.config import IDMConfig, LAMConfig  # noqa: E402
+from wamdata.labeling.idm import InverseDynamicsModel  # noqa: E402
+from wamdata.labeling.lam import LatentActionModel, frames_to_tensor  # noqa: E402
+from wamdata.media.frames import resize_frames  # noqa: E402
 from wamdata.sources.toyworld import load_config  # noqa: E402
-from wamdata.stream.window import resize_frames  # noqa: E402
-from wamdata.train.checkpoint import save_checkpoint  # noqa: E402
-from wamdata.train.idm import IDMConfig, InverseDynamicsModel  # noqa: E402
-from wamdata.train.lam import LAMConfig, LatentActionModel, frames_to_tensor  # noqa: E402
+from wamdata.toy.demo import run_demo  # noqa: E402
 
 BUILD = REPO / "build/bench"
 

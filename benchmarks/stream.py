@@ -45,14 +45,15 @@ from torch.utils.data import DataLoader, Dataset
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from a checkout, without installing the package
 
-from wamdata.dataset import Dataset as WamDataset  # noqa: E402
-from wamdata.dataset import DatasetWriter  # noqa: E402
-from wamdata.demo import run_demo  # noqa: E402
-from wamdata.schema import ArraySpec, CameraSpec, Episode, SourceSpec  # noqa: E402
-from wamdata.shards import load_npy, read_members  # noqa: E402
+from wamdata.format.reader import Dataset as WamDataset  # noqa: E402
+from wamdata.format.schema import ArraySpec, CameraSpec, Episode, SourceSpec  # noqa: E402
+from wamdata.format.shards import load_npy, read_members  # noqa: E402
+from wamdata.format.writer import DatasetWriter  # noqa: E402
+from wamdata.media.codec import DEFAULT_CODEC  # noqa: E402
+from wamdata.media.decode import decode_frames  # noqa: E402
 from wamdata.sources.toyworld import load_config  # noqa: E402
 from wamdata.stream import StreamConfig, StreamLoader, WindowSpec, WindowStream  # noqa: E402
-from wamdata.video import DEFAULT_CODEC, decode_frames  # noqa: E402
+from wamdata.toy.demo import run_demo  # noqa: E402
 
 REAL_DATA = Path(os.environ.get("WAMDATA_REAL_DATA", REPO.parent / "shared/data/real"))
 GR00T = REAL_DATA / "lerobot_gr00t_picknplace/robot_sim.PickNPlace"

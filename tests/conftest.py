@@ -22,12 +22,14 @@ import pytest
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import wamdata.ingest
-from wamdata.dataset import Dataset, DatasetWriter, validate
-from wamdata.demo import run_demo
+from wamdata.format.reader import Dataset
+from wamdata.format.validate import validate
+from wamdata.format.writer import DatasetWriter
 from wamdata.ingest import IngestResult
+from wamdata.media.codec import psnr
 from wamdata.sources import Rejected, SourceAdapter
 from wamdata.sources.toyworld import load_config
-from wamdata.video import psnr
+from wamdata.toy.demo import run_demo
 
 BRIDGE_RLDS = Path("oxe_bridge_debug/bridge_dataset/1.0.0")
 REAL_DATA = Path(os.environ.get("WAMDATA_REAL_DATA", Path(__file__).resolve().parents[2] / "shared/data/real"))
@@ -162,7 +164,7 @@ def file_digests(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def rows_by_native_key(dataset) -> dict[str, int]:  # noqa: ANN001 - a wamdata.dataset.Dataset
+def rows_by_native_key(dataset) -> dict[str, int]:  # noqa: ANN001 - a wamdata.format.reader.Dataset
     """Row index of each episode in episodes.parquet, by its native key."""
     return {key: i for i, key in enumerate(dataset.episodes.column("native_key").to_pylist())}
 

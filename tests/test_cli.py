@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import small_demo_config
-from wamdata.toyworld import generate_episode
+from wamdata.toy.world import generate_episode
 
 
 def wamdata(*args: str) -> subprocess.CompletedProcess:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wamdata.clips import Clip, ClipOptions, ClipRequest, array_frames, cut_clips, sliding_windows, split_long
 from wamdata.sources import Rejected
+from wamdata.sources.clips import Clip, ClipOptions, ClipRequest, array_frames, cut_clips, sliding_windows, split_long
 
 FRAMES = np.arange(50, dtype=np.uint8)[:, None, None, None] * np.ones((1, 4, 6, 3), np.uint8)  # 5 s at 10 fps
 
 
 def cut(requests: list[ClipRequest] | object, fps: float | None = None) -> list[Clip | Rejected]:
-    return list(cut_clips(array_frames(FRAMES, 10.0, None), requests, fps, "v", "/data/v.mp4"))
+    return list(cut_clips(array_frames(FRAMES, 10.0), requests, fps, "v", "/data/v.mp4"))
 
 
 def indices(clip: Clip) -> list[int]:
@@ -46,7 +46,7 @@ def test_resampling_down_and_up() -> None:
 def test_windows_min_stop_and_order() -> None:
     windows = cut(sliding_windows(ClipOptions(clip_seconds=2.0, stride_seconds=1.5)))
     assert [(w.request.start, len(w.frames)) for w in windows] == [(0.0, 20), (1.5, 20), (3.0, 20)]
-    short = list(cut_clips(array_frames(FRAMES[:5], 10.0, None), sliding_windows(ClipOptions(clip_seconds=2.0)),
+    short = list(cut_clips(array_frames(FRAMES[:5], 10.0), sliding_windows(ClipOptions(clip_seconds=2.0)),
                            None, "v", "v.mp4"))
     assert len(short) == 1 and "after the video's end at 0.500s" in short[0].reason  # shorter than one window
     (clamped,) = cut([ClipRequest("n", 4.0, 6.0, min_stop=4.5)])

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_frames_are, cell_frames, episodes_by_start, ingest, write_video
+from wamdata.media.decode import decode_frames
 from wamdata.sources import adapter_for
-from wamdata.video import decode_frames
 
 UID = "1c2b3a4d-0000-4f00-9a00-00000000abcd"
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import assert_frames_are, cell_frames, episodes_by_start, ingest, write_video
+from wamdata.media.decode import decode_frames
 from wamdata.sources import adapter_for
 from wamdata.sources.egodex import POINT_JOINTS, rotation_6d
-from wamdata.video import decode_frames
 
 STEPS = 60
 

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from conftest import assert_frames_are, cell_frames, episodes_by_start, ingest, write_video
+from wamdata.media.decode import VideoDecodeError, decode_frames
 from wamdata.sources import adapter_for
 from wamdata.sources.epic_kitchens import EPIC_100_COLUMNS, exact_rate, format_timestamp, parse_timestamp
-from wamdata.video import VideoDecodeError, decode_frames
 
 NTSC_60 = Fraction(60000, 1001)
 

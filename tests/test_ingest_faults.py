@@ -14,9 +14,11 @@ import pytest
 import ray
 
 from conftest import file_digests, kill_cli_when
-from wamdata.dataset import QUARANTINE_PARQUET, Dataset, validate
-from wamdata.ingest import ingest, staging_dir_for
-from wamdata.schema import Episode
+from wamdata.format.reader import Dataset
+from wamdata.format.schema import QUARANTINE_PARQUET, Episode
+from wamdata.format.validate import validate
+from wamdata.ingest import ingest
+from wamdata.ingest.pipeline import staging_dir_for
 from wamdata.sources import WorkItem
 from wamdata.sources.lerobot import LeRobotSource
 
@@ -93,7 +95,7 @@ def test_corrupt_tfrecord_is_quarantined_and_the_other_split_ingested(real_data:
 def test_killed_ingest_resumes_to_the_same_bytes(real_data: Path, tmp_path: Path, gr00t_reference: Path) -> None:
     out = tmp_path / "gr00t"
     kill_cli_when(["ingest", "lerobot", str(real_data / GR00T), "--out", str(out)], staging_dir_for(out) / "items",
-                  "*.pkl")
+                  "*.tar")
     assert not out.exists()
     with pytest.warns(UserWarning):
         result = ingest("lerobot", str(real_data / GR00T), out, progress=False)

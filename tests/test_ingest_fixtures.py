@@ -15,11 +15,12 @@ import pytest
 from PIL import Image
 
 from conftest import rows_by_native_key
-from wamdata.dataset import Dataset, validate
+from wamdata.format.reader import Dataset
+from wamdata.format.validate import validate
 from wamdata.ingest import ingest
-from wamdata.toyworld import generate_episode
-from wamdata.toyworld_export import write_lerobot_v21
-from wamdata.video import VideoCodec, encode_video, psnr
+from wamdata.media.codec import VideoCodec, encode_video, psnr
+from wamdata.toy.export import write_lerobot_v21
+from wamdata.toy.world import generate_episode
 
 MIN_PSNR_DB = 35.0
 

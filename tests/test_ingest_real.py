@@ -11,10 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import BRIDGE_RLDS, rows_by_native_key
-from wamdata.dataset import QUARANTINE_PARQUET, Dataset, validate
+from wamdata.format.reader import Dataset
+from wamdata.format.schema import QUARANTINE_PARQUET
+from wamdata.format.validate import validate
 from wamdata.ingest import IngestResult, ingest
+from wamdata.media.codec import psnr
+from wamdata.media.decode import decode_frames
 from wamdata.sources import InputWarning
-from wamdata.video import decode_frames, psnr
 
 MIN_PSNR_DB = 35.0
 

@@ -13,14 +13,15 @@ import torch.nn.functional as F
 from conftest import torchrun_cli
 from wamdata.cli import main
 from wamdata.ingest import IngestResult
+from wamdata.labeling.checkpoint import labeler_id, load_checkpoint, save_checkpoint
+from wamdata.labeling.config import IDMConfig, LAMConfig
 from wamdata.labeling.evaluate import FRAME_DIFF_L2, frame_differences
+from wamdata.labeling.idm import InverseDynamicsModel
+from wamdata.labeling.lam import LatentActionModel, VectorQuantizer, frames_to_tensor, lam_latents, train_lam
 from wamdata.labeling.quality import codebook_usage, one_hot, probe_r2, r2_score
+from wamdata.labeling.windows import Windows, holdout
 from wamdata.sources.toyworld import ToyWorldSource, load_config
-from wamdata.toyworld import generate_episode
-from wamdata.train.checkpoint import labeler_id, load_checkpoint, save_checkpoint
-from wamdata.train.data import Windows, holdout
-from wamdata.train.idm import IDMConfig, InverseDynamicsModel
-from wamdata.train.lam import LAMConfig, LatentActionModel, VectorQuantizer, frames_to_tensor, lam_latents, train_lam
+from wamdata.toy.world import generate_episode
 
 
 def test_probe_recovers_a_linear_map_and_r2_scores_against_the_mean() -> None:

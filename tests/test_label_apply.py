@@ -13,7 +13,10 @@ import torch
 
 from conftest import file_digests, kill_cli_when
 from wamdata.cli import main
-from wamdata.dataset import Dataset, validate
+from wamdata.format.labels import tar_name
+from wamdata.format.reader import Dataset
+from wamdata.format.shards import load_npy
+from wamdata.format.validate import validate
 from wamdata.ingest import ingest
 from wamdata.labeling.apply import (
     THROTTLE_ENV,
@@ -24,14 +27,13 @@ from wamdata.labeling.apply import (
     pool_chunks,
     pooled_forward,
     read_tar,
-    tar_name,
 )
-from wamdata.shards import load_npy
+from wamdata.labeling.checkpoint import labeler_id, load_checkpoint, save_checkpoint
+from wamdata.labeling.config import IDMConfig, LAMConfig
+from wamdata.labeling.idm import InverseDynamicsModel
+from wamdata.labeling.lam import LatentActionModel, lam_latents
+from wamdata.media.frames import resize_frames
 from wamdata.stream import Normalizer, StreamConfig, WindowSpec, WindowStream
-from wamdata.stream.window import resize_frames
-from wamdata.train.checkpoint import labeler_id, load_checkpoint, save_checkpoint
-from wamdata.train.idm import IDMConfig, InverseDynamicsModel
-from wamdata.train.lam import LAMConfig, LatentActionModel, lam_latents
 
 pytestmark = pytest.mark.usefixtures("local_ray")
 

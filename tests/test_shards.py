@@ -15,13 +15,15 @@ import pytest
 import webdataset as wds
 
 from conftest import small_demo_config
-from wamdata import toyworld
-from wamdata.dataset import Dataset, DatasetWriter
-from wamdata.demo import run_demo
-from wamdata.schema import ArraySpec, CameraSpec, Episode, SchemaError, SourceSpec
-from wamdata.shards import iter_samples
+from wamdata.format.reader import Dataset
+from wamdata.format.schema import ArraySpec, CameraSpec, Episode, SchemaError, SourceSpec
+from wamdata.format.shards import iter_samples
+from wamdata.format.writer import DatasetWriter
+from wamdata.media.codec import DEFAULT_CODEC, psnr
+from wamdata.media.decode import decode_frames
 from wamdata.sources.toyworld import ToyWorldSource
-from wamdata.video import DEFAULT_CODEC, decode_frames, psnr
+from wamdata.toy import world as toyworld
+from wamdata.toy.demo import run_demo
 
 
 def shard_paths(root: Path) -> list[Path]:

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from wamdata.cli import main
-from wamdata.dataset import Dataset, DatasetWriter
-from wamdata.schema import ArraySpec, Episode, Slice, SourceSpec
-from wamdata.stats import SKETCH_SIZE, ArrayStats, StatsAccumulator, merge_all
+from wamdata.format.reader import Dataset
+from wamdata.format.schema import ArraySpec, Episode, Slice, SourceSpec
+from wamdata.format.stats import SKETCH_SIZE, ArrayStats, StatsAccumulator, merge_all
+from wamdata.format.writer import DatasetWriter
 
 STATS = ("mean", "std", "min", "max", "q01", "q99")
 

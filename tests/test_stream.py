@@ -18,17 +18,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import free_loopback_port, small_demo_config
-from wamdata.dataset import Dataset, DatasetWriter
-from wamdata.demo import run_demo
-from wamdata.schema import ArraySpec, CameraSpec, Episode, SourceSpec
-from wamdata.shards import Sample, ShardWriter, npy_bytes
+from wamdata.format.reader import Dataset
+from wamdata.format.schema import ArraySpec, CameraSpec, Episode, SourceSpec
+from wamdata.format.shards import Sample, ShardWriter, npy_bytes
+from wamdata.format.writer import DatasetWriter
+from wamdata.media.codec import DEFAULT_CODEC
+from wamdata.media.decode import decode_frame_ranges, decode_frames, probe_video
+from wamdata.media.frames import resize_frames
 from wamdata.stream import StreamConfig, StreamLoader, WindowSpec, WindowStream
 from wamdata.stream.cache import ShardCache
 from wamdata.stream.loader import StreamError
 from wamdata.stream.order import epoch_order
 from wamdata.stream.partition import rank_batches
-from wamdata.stream.window import resize_frames
-from wamdata.video import DEFAULT_CODEC, decode_frame_ranges, decode_frames, probe_video
+from wamdata.toy.demo import run_demo
 
 TESTS = Path(__file__).resolve().parent
 

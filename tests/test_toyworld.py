@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wamdata.toyworld import (
+from wamdata.toy.world import (
     ACTION_DIM,
     ACTION_SLICES,
     AGENT_RADIUS,

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import ingest
+from wamdata.media.codec import psnr
 from wamdata.sources import adapter_for
-from wamdata.toyworld import generate_episode
-from wamdata.toyworld_export import export_epic_kitchens
-from wamdata.video import psnr
+from wamdata.toy.export import export_epic_kitchens
+from wamdata.toy.world import generate_episode
 
 
 def test_export_and_ingest_round_trip(tmp_path: Path) -> None:

@@ -12,9 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from wamdata.cli import main
-from wamdata.dataset import Dataset, DatasetWriter
-from wamdata.schema import ArraySpec, CameraSpec, Episode, SchemaError, Slice, SourceSpec
-from wamdata.video import DEFAULT_CODEC
+from wamdata.format.reader import Dataset
+from wamdata.format.schema import ArraySpec, CameraSpec, Episode, SchemaError, Slice, SourceSpec
+from wamdata.format.writer import DatasetWriter
+from wamdata.media.codec import DEFAULT_CODEC
 
 
 @pytest.fixture()

@@ -1,4 +1,4 @@
-"""Video codec: round-trip quality, deterministic bytes, frame-accurate range decoding (both backends) on
+"""Video codec: round-trip quality, deterministic bytes, frame-accurate range decoding on
 synthetic and real files (AV1, B-frames with negative DTS, rotation, Matroska, variable frame rate,
 corruption), probing and error reporting."""
 
@@ -16,15 +16,8 @@ import av
 import numpy as np
 import pytest
 
-from wamdata.video import (
-    DEFAULT_CODEC,
-    VideoCodec,
-    VideoDecodeError,
-    decode_frames,
-    encode_video,
-    probe_video,
-    psnr,
-)
+from wamdata.media.codec import DEFAULT_CODEC, VideoCodec, encode_video, psnr
+from wamdata.media.decode import VideoDecodeError, decode_frames, probe_video
 
 REPO = Path(__file__).resolve().parents[1]
 GR00T_EPISODE = (
@@ -131,7 +124,7 @@ def test_encoding_is_deterministic_across_calls_and_processes(tmp_path: Path) ->
         # no library version string (e.g. "Lavf62.12.102") that would change the bytes across installs
         assert not any(b"Lavf" in v or b"Lavc" in v for v in first)
         script = (
-            "import hashlib, numpy as np; from wamdata.video import VideoCodec, encode_video; "
+            "import hashlib, numpy as np; from wamdata.media.codec import VideoCodec, encode_video; "
             f"codec = VideoCodec.from_json({codec.to_json()!r}); "
             f"print(*(hashlib.sha256(encode_video(np.load({str(tmp_path)!r} + f'/frames{{k}}.npy'), 20.0, codec))"
             f".hexdigest() for k in range({len(videos)})))"
@@ -187,9 +180,8 @@ def test_codec_json_round_trip_and_validation() -> None:
 # ------------------------------------------------------------------------------------- range decoding
 
 
-@pytest.mark.parametrize("backend", ["pyav", "decord", "auto"])
 @pytest.mark.parametrize("codec", [VideoCodec("h264", gop=8), VideoCodec("jpeg")], ids=["h264-gop8", "jpeg"])
-def test_random_ranges_equal_slices_of_a_sequential_decode(backend: str, codec: VideoCodec) -> None:
+def test_random_ranges_equal_slices_of_a_sequential_decode(codec: VideoCodec) -> None:
     frames = synthetic_frames(90)
     video = encode_video(frames, 20.0, codec)
     reference = sequential_decode(video)
@@ -198,7 +190,7 @@ def test_random_ranges_equal_slices_of_a_sequential_decode(backend: str, codec: 
     ranges = [*random_ranges(90, 12, seed=3), (7, 9), (8, 24), (15, 17), (81, 90)]
     for start, stop in ranges:
         np.testing.assert_array_equal(
-            decode_frames(video, start, stop, backend=backend), reference[start:stop], err_msg=f"[{start}, {stop})"
+            decode_frames(video, start, stop), reference[start:stop], err_msg=f"[{start}, {stop})"
         )
 
 
@@ -206,9 +198,8 @@ def test_paths_and_bytes_decode_alike(tmp_path: Path) -> None:
     video = encode_video(synthetic_frames(30), 20.0)
     path = tmp_path / "clip.mp4"
     path.write_bytes(video)
-    for backend in ("pyav", "decord"):
-        np.testing.assert_array_equal(decode_frames(path, 5, 21, backend), decode_frames(video, 5, 21, backend))
-        np.testing.assert_array_equal(decode_frames(str(path), 5, 21, backend), decode_frames(video, 5, 21, backend))
+    np.testing.assert_array_equal(decode_frames(path, 5, 21), decode_frames(video, 5, 21))
+    np.testing.assert_array_equal(decode_frames(str(path), 5, 21), decode_frames(video, 5, 21))
     assert probe_video(path) == probe_video(video)
 
 
@@ -223,7 +214,7 @@ def _bar_index(frame: np.ndarray) -> int:
 
 def test_av1_range_is_frame_accurate(real_data: Path) -> None:
     path = real_data / EDGE / "av1_labeled_frames.mp4"
-    clip = decode_frames(path, 10, 20)  # auto: decord cannot read AV1, PyAV can
+    clip = decode_frames(path, 10, 20)
     assert clip.shape == (10, 480, 640, 3)
     reference = sequential_decode(path)
     assert len(reference) == 40
@@ -232,28 +223,24 @@ def test_av1_range_is_frame_accurate(real_data: Path) -> None:
     assert [_bar_index(f) for f in decode_frames(path.read_bytes(), 33, 40)] == list(range(33, 40))
     info = probe_video(path)
     assert (info.codec, info.num_frames, info.fps, info.width, info.height) == ("av1", 40, 20.0, 640, 480)
-    with pytest.raises(VideoDecodeError, match="decord cannot decode"):
-        decode_frames(path, 10, 20, backend="decord")
 
 
-@pytest.mark.parametrize("backend", ["pyav", "decord"])
-def test_b_frames_with_negative_dts_come_in_presentation_order(real_data: Path, backend: str) -> None:
+def test_b_frames_with_negative_dts_come_in_presentation_order(real_data: Path) -> None:
     path = real_data / EDGE / "unordered.mov"
     reference = sequential_decode(path)
     assert len(reference) == 4
     for start, stop in [(0, 4), (1, 4), (2, 3), (3, 4), (0, 2)]:
-        np.testing.assert_array_equal(decode_frames(path, start, stop, backend), reference[start:stop])
+        np.testing.assert_array_equal(decode_frames(path, start, stop), reference[start:stop])
 
 
-@pytest.mark.parametrize("backend", ["pyav", "decord"])
-def test_matroska_and_rotated_real_videos(real_data: Path, backend: str) -> None:
+def test_matroska_and_rotated_real_videos(real_data: Path) -> None:
     kitchen = real_data / EDGE / "flipping_a_pancake.mkv"  # Matroska: no frame count, indexed by scanning
     reference = sequential_decode(kitchen)
     assert reference.shape == (310, 240, 426, 3)
     for start, stop in random_ranges(310, 4, seed=5):
-        np.testing.assert_array_equal(decode_frames(kitchen, start, stop, backend), reference[start:stop])
+        np.testing.assert_array_equal(decode_frames(kitchen, start, stop), reference[start:stop])
     rotated = real_data / EDGE / "video_90.mov"  # display matrix -90 degrees: 568x320 stored, shown upright
-    frames = decode_frames(rotated, 0, 3, backend)
+    frames = decode_frames(rotated, 0, 3)
     assert frames.shape == (3, 568, 320, 3)
     np.testing.assert_array_equal(frames, sequential_decode(rotated))
     info = probe_video(rotated)
@@ -308,12 +295,11 @@ def test_ranges_are_exact_in_containers_that_seek_imprecisely(container_format: 
     assert_ranges_match(video, [*random_ranges(64, 10, seed=11), (1, 3), (7, 9), (62, 64)], 64)
 
 
-@pytest.mark.parametrize("backend", ["pyav", "decord", "auto"])
-def test_out_of_range_requests_raise_value_error(backend: str) -> None:
+def test_out_of_range_requests_raise_value_error() -> None:
     video = encode_video(synthetic_frames(12), 20.0)
     for start, stop in [(0, 13), (12, 13), (-1, 3), (5, 5), (6, 2)]:
         with pytest.raises(ValueError, match=rf"\[{start}, {stop}\).*12 frames") as caught:
-            decode_frames(video, start, stop, backend)
+            decode_frames(video, start, stop)
         assert not isinstance(caught.value, VideoDecodeError)
 
 
@@ -336,11 +322,10 @@ def test_corrupted_file_returns_the_good_part_and_raises_past_it(real_data: Path
 
 
 def test_non_video_input_raises_video_decode_error(tmp_path: Path) -> None:
-    for backend in ("pyav", "decord"):
-        with pytest.raises(VideoDecodeError):
-            decode_frames(b"definitely not a video" * 100, backend=backend)
-        with pytest.raises(FileNotFoundError):
-            decode_frames(tmp_path / "missing.mp4", backend=backend)
+    with pytest.raises(VideoDecodeError):
+        decode_frames(b"definitely not a video" * 100)
+    with pytest.raises(FileNotFoundError):
+        decode_frames(tmp_path / "missing.mp4")
     truncated = encode_video(synthetic_frames(30), 20.0)[:-2000]  # the index (moov) is at the end
     with pytest.raises(VideoDecodeError, match="not a readable video container"):
         probe_video(truncated)

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import assert_frames_are, best_match, cell_frames, ingest
+from wamdata.media.codec import psnr
+from wamdata.media.decode import decode_frames
 from wamdata.sources import adapter_for
-from wamdata.video import decode_frames, psnr
 
 EDGE = "video_edge_cases"
 

@@ -47,24 +47,32 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 import numpy as np
-import pyarrow as pa
 import ray
 import torch
 from safetensors import SafetensorError
 from torch import nn
 
 from wamdata import __version__
-from wamdata.dataset import LABELER_JSON, LABELS_DIR, Dataset, write_atomic, write_episodes_table
-from wamdata.ingest import TASK_RETRIES, RaySession, configure_ray_data
-from wamdata.schema import SCHEMA_VERSION, validate_labeler_manifest
-from wamdata.shards import iter_samples, npy_bytes, pack_tar, sha256_of
-from wamdata.stream.labels import scan_sidecar
+from wamdata.cluster import TASK_RETRIES, RaySession, ray_data_settings
+from wamdata.format.files import write_atomic
+from wamdata.format.labels import (
+    LABELER_JSON,
+    LABELS_DIR,
+    read_manifest,
+    record_labels,
+    scan_sidecar,
+    tar_name,
+    write_manifest,
+)
+from wamdata.format.reader import Dataset
+from wamdata.format.schema import SCHEMA_VERSION
+from wamdata.format.shards import iter_samples, npy_bytes, pack_tar, sha256_of
+from wamdata.labeling.checkpoint import CONFIG, WEIGHTS, labeler_id, load_checkpoint
+from wamdata.labeling.idm import InverseDynamicsModel
+from wamdata.labeling.lam import LatentActionModel, frames_to_tensor
+from wamdata.labeling.windows import gap_for_fps
+from wamdata.media.frames import resize_frames
 from wamdata.stream.normalize import Normalizer
-from wamdata.stream.window import resize_frames
-from wamdata.train.checkpoint import CONFIG, WEIGHTS, labeler_id, load_checkpoint
-from wamdata.train.data import gap_for_fps
-from wamdata.train.idm import InverseDynamicsModel
-from wamdata.train.lam import LatentActionModel, frames_to_tensor
 
 DEFAULT_BATCH_SIZE = 256
 DEFAULT_MC_SAMPLES = 4
@@ -148,13 +156,6 @@ def select_episodes(dataset: Dataset, options: LabelOptions) -> tuple[list[Episo
         chosen.append(EpisodeRef(row["episode_id"], row["source"], row["shard"], camera, row["num_steps"],
                                  row["fps"]))
     return chosen, without_camera
-
-
-def tar_name(shard: str) -> str:
-    """Side-car tar of a data shard: ``shards/<source>/shard-NNNNNN.tar`` -> ``<source>-shard-NNNNNN.tar``
-    (the shard's stem alone repeats across sources)."""
-    parts = PurePosixPath(shard).parts
-    return "-".join(parts[1:] if parts[0] == "shards" else parts)
 
 
 def by_shard(episodes: Iterable[EpisodeRef]) -> dict[str, list[EpisodeRef]]:
@@ -418,20 +419,6 @@ class ApplyResult:
     nothing_to_do: bool = False
 
 
-def read_manifest(folder: Path) -> dict[str, Any] | None:
-    path = folder / LABELER_JSON
-    if not path.exists():
-        return None
-    manifest = json.loads(path.read_text())
-    validate_labeler_manifest(manifest, str(path))
-    return manifest
-
-
-def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    validate_labeler_manifest(manifest, str(folder / LABELER_JSON))
-    write_atomic(folder / LABELER_JSON, json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n")
-
-
 def _is_complete(manifest: dict[str, Any] | None, folder: Path, dataset: Dataset, selected: list[EpisodeRef]) -> bool:
     """A finished run already labelled every selected episode, and its tars and the labels column are there."""
     if manifest is None or not manifest["complete"]:
@@ -478,38 +465,23 @@ def _finished_side_car(root: Path, labeler: str, dataset: Dataset, options: Labe
     return episodes, tars
 
 
-def record_labels(root: Path, dataset: Dataset, labeler: str, episode_ids: set[str]) -> None:
-    """Add ``labeler`` to the labels column of these episodes; episodes.parquet is rewritten atomically, and
-    not at all when nothing changes."""
-    ids = dataset.episodes.column("episode_id").to_pylist()
-    current = dataset.episodes.column("labels").to_pylist()
-    updated = [sorted({*labels, labeler}) if eid in episode_ids else labels
-               for eid, labels in zip(ids, current, strict=True)]
-    if updated == current:
-        return
-    schema = dataset.episodes.schema
-    index = schema.get_field_index("labels")
-    table = dataset.episodes.set_column(index, schema.field(index), pa.array(updated, type=schema.field(index).type))
-    write_episodes_table(root, table)
-
-
 def run_actors(root: Path, checkpoint: Checkpoint, options: LabelOptions, shards: list[str], gpus: int,
                concurrency: int | None, progress: bool) -> list[dict[str, Any]]:
     """The Ray Data pass: one row per shard, through a fixed pool of model actors."""
-    configure_ray_data(progress)
     size = concurrency or gpus or int(ray.cluster_resources().get("CPU", 1))
-    rows = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
-    with warnings.catch_warnings():
-        # As in ingest: Ray's default restarts an actor that keeps dying (a shard that crashes its decoder)
-        # forever; the named options to bound it are deprecated without a replacement yet.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        labelled = rows.map_batches(
-            ShardLabeler, batch_size=1, compute=ray.data.ActorPoolStrategy(size=max(1, min(size, len(shards)))),
-            fn_constructor_kwargs={"dataset_url": str(root), "checkpoint": str(checkpoint.folder),
-                                   "labeler": checkpoint.labeler, "options": options},
-            num_cpus=1, num_gpus=1 if gpus else None, max_restarts=TASK_RETRIES, max_task_retries=TASK_RETRIES,
-        )
-    return labelled.take_all()
+    with ray_data_settings(progress):
+        rows = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
+        with warnings.catch_warnings():
+            # As in ingest: Ray's default restarts an actor that keeps dying (a shard that crashes its decoder)
+            # forever; the named options to bound it are deprecated without a replacement yet.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            labelled = rows.map_batches(
+                ShardLabeler, batch_size=1, compute=ray.data.ActorPoolStrategy(size=max(1, min(size, len(shards)))),
+                fn_constructor_kwargs={"dataset_url": str(root), "checkpoint": str(checkpoint.folder),
+                                       "labeler": checkpoint.labeler, "options": options},
+                num_cpus=1, num_gpus=1 if gpus else None, max_restarts=TASK_RETRIES, max_task_retries=TASK_RETRIES,
+            )
+        return labelled.take_all()
 
 
 def label_apply(dataset: str | os.PathLike, checkpoint: str | os.PathLike, *, options: LabelOptions | None = None,
@@ -569,7 +541,7 @@ def label_apply(dataset: str | os.PathLike, checkpoint: str | os.PathLike, *, op
     missing = sorted(e.episode_id for e in selected if e.episode_id not in episodes)
     if missing:
         raise LabelingError(f"{folder}: no labels for {len(missing)} episode(s) after the run, e.g. {missing[:3]}")
-    record_labels(root, data, found.labeler, set(episodes))
+    record_labels(root, data.episodes, found.labeler, set(episodes))
     write_manifest(folder, _manifest(found, head, values, precision, episodes, tars, complete=True))
     result.seconds = time.perf_counter() - started
     return result

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from wamdata.labeling.idm import InverseDynamicsModel, idm_predict
+from wamdata.labeling.lam import LatentActionModel, lam_latents
 from wamdata.labeling.quality import codebook_usage, one_hot, probe_r2, r2_score
+from wamdata.labeling.windows import Windows, gap_steps, load_split
 from wamdata.stream import WindowSpec
-from wamdata.train.data import Windows, gap_steps, load_split
-from wamdata.train.idm import InverseDynamicsModel, idm_predict
-from wamdata.train.lam import LatentActionModel, lam_latents
 
 FRAME_DIFF_STRIDE = 4  # the baseline's frame differences are subsampled 4x per side: a probe on every pixel overfits
 # Frame differences have far more features than a debug split has windows: with the latent probe's tiny

@@ -24,10 +24,20 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from wamdata.clips import Clip, ClipOptions, ClipRequest, clip_episodes, common_format, cut_clips, sliding_windows
-from wamdata.schema import CameraSpec, Episode, SourceSpec
-from wamdata.sources import Rejected, SourceAdapter, WorkItem, register
-from wamdata.video import VideoDecodeError, codec_with, iter_frames, probe_video
+from wamdata.format.schema import CameraSpec, Episode, SourceSpec
+from wamdata.media.codec import codec_with
+from wamdata.media.decode import VideoDecodeError, iter_frames, probe_video
+from wamdata.sources.base import Rejected, SourceAdapter, WorkItem, register
+from wamdata.sources.clips import (
+    Clip,
+    ClipOptions,
+    ClipRequest,
+    clip_episodes,
+    common_format,
+    cut_clips,
+    short_side_fit,
+    sliding_windows,
+)
 
 DEFAULT_WINDOW_SECONDS = (1.0, 1.0)
 CLIP_MODES = ("narrations", "windows")
@@ -115,7 +125,8 @@ class Ego4DSource(SourceAdapter):
                                    "timestamp_frame": narration.get("timestamp_frame")})
         narrations.sort(key=lambda n: n["time"])
         options = self.clip_options
-        frames = iter_frames(item.path, options.short_side)
+        frames = iter_frames(item.path)
+        fit = short_side_fit(options.short_side)
         if self.mode == "narrations":
             before, after = self.window
             requests = [
@@ -124,11 +135,11 @@ class Ego4DSource(SourceAdapter):
                             min_stop=n["time"])
                 for n in narrations
             ]
-            clips = cut_clips(frames, requests, options.fps, item.key, item.path)
+            clips = cut_clips(frames, requests, options.fps, item.key, item.path, fit)
         else:
             clips = (
                 _with_narrations(clip, narrations)
-                for clip in cut_clips(frames, sliding_windows(options), options.fps, item.key, item.path)
+                for clip in cut_clips(frames, sliding_windows(options), options.fps, item.key, item.path, fit)
             )
         yield from clip_episodes(clips, self.source, self.camera, item.key)
 

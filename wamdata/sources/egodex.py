@@ -30,10 +30,21 @@ from typing import Any
 import h5py
 import numpy as np
 
-from wamdata.clips import Clip, ClipOptions, clip_episodes, cut_clips, probe, sliding_windows, whole_video
-from wamdata.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
-from wamdata.sources import Rejected, SourceAdapter, WorkItem, register
-from wamdata.video import VideoDecodeError, codec_with, iter_frames, probe_video, resized_size
+from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
+from wamdata.media.codec import codec_with
+from wamdata.media.decode import VideoDecodeError, iter_frames, probe_video
+from wamdata.media.frames import resized_size
+from wamdata.sources.base import Rejected, SourceAdapter, WorkItem, register
+from wamdata.sources.clips import (
+    Clip,
+    ClipOptions,
+    clip_episodes,
+    cut_clips,
+    probe,
+    short_side_fit,
+    sliding_windows,
+    whole_video,
+)
 
 POSE_JOINTS = ("camera", "leftHand", "rightHand")
 WRISTS = ("leftHand", "rightHand")
@@ -164,9 +175,9 @@ class EgoDexSource(SourceAdapter):
                 "confidence": confidences[indices].astype(np.float32),
             }
 
-        frames = iter_frames(video, options.short_side)
+        frames = iter_frames(video)
         requests = sliding_windows(options) if self.windows else whole_video()
-        clips = cut_clips(frames, requests, options.fps, item.key, str(video))
+        clips = cut_clips(frames, requests, options.fps, item.key, str(video), short_side_fit(options.short_side))
         task = hdf5.parent.name
         yield from clip_episodes(
             clips, self.source, self.camera, item.key,

@@ -29,19 +29,20 @@ from typing import Any
 import h5py
 import numpy as np
 
-from wamdata.clips import (
+from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
+from wamdata.media.codec import codec_with
+from wamdata.media.frames import resized_size
+from wamdata.sources.base import Rejected, SourceAdapter, WorkItem, register
+from wamdata.sources.clips import (
     Clip,
     ClipOptions,
     array_frames,
     clip_episodes,
     cut_clips,
-    resized,
+    short_side_fit,
     sliding_windows,
     whole_video,
 )
-from wamdata.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
-from wamdata.sources import Rejected, SourceAdapter, WorkItem, register
-from wamdata.video import codec_with, resized_size
 
 VARIANTS = {"hand": ("human_demo", "human_hand"), "robot": ("teleop", "egomimic_robot")}
 PRIMARY_CAMERA = "front_img_1"
@@ -182,16 +183,18 @@ class EgoMimicSource(SourceAdapter):
             def arrays(clip: Clip) -> dict[str, np.ndarray]:
                 return {name: at_steps(demo[p], clip).astype(np.float32) for name, p in ARRAYS[variant].items()}
 
+            fit = short_side_fit(options.short_side)
+
             def cameras(clip: Clip) -> dict[str, np.ndarray]:
                 return {
-                    name: np.stack([resized(rgb, options.short_side) for rgb in at_steps(demo["obs"][name], clip)])
+                    name: np.stack([fit(rgb) if fit else rgb for rgb in at_steps(demo["obs"][name], clip)])
                     for name in layout["cameras"] if name != PRIMARY_CAMERA
                 }
 
-            frames = array_frames(demo["obs"][PRIMARY_CAMERA], self.native_fps, options.short_side)
+            frames = array_frames(demo["obs"][PRIMARY_CAMERA], self.native_fps)
             requests = sliding_windows(options) if self.windows else whole_video()
             for episode in clip_episodes(
-                cut_clips(frames, requests, options.fps, item.key, where),
+                cut_clips(frames, requests, options.fps, item.key, where, fit),
                 self.source_name(variant), PRIMARY_CAMERA, item.key,
                 info={"file": path.name, "demo": demo_name, "variant": variant},
                 language=self.options.get("language"),

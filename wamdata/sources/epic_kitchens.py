@@ -33,7 +33,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from wamdata.clips import (
+from wamdata.format.schema import CameraSpec, Episode, SourceSpec
+from wamdata.media.codec import codec_with
+from wamdata.media.decode import VideoInfo, iter_frames
+from wamdata.sources.base import Rejected, SourceAdapter, WorkItem, register
+from wamdata.sources.clips import (
     ClipOptions,
     ClipRequest,
     clip_episodes,
@@ -41,11 +45,9 @@ from wamdata.clips import (
     cut_clips,
     image_folder_frames,
     probe,
+    short_side_fit,
     split_long,
 )
-from wamdata.schema import CameraSpec, Episode, SourceSpec
-from wamdata.sources import Rejected, SourceAdapter, WorkItem, register
-from wamdata.video import VideoInfo, codec_with, iter_frames
 
 EPIC_100_COLUMNS = (
     "narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp", "stop_timestamp",
@@ -189,7 +191,7 @@ class EpicKitchensSource(SourceAdapter):
             file_rate = probe(video).fps
             if abs(file_rate - float(rate)) > 0.05:
                 raise ValueError(f"{video}: {file_rate:.3f} fps, but the video info CSV says {float(rate)}")
-            frames = iter_frames(video, options.short_side)
+            frames = iter_frames(video)
             where = str(video)
         elif frame_folder.is_dir():
             images = sorted(frame_folder.glob("frame_*.jpg"))
@@ -197,7 +199,7 @@ class EpicKitchensSource(SourceAdapter):
             if numbers != list(range(1, len(images) + 1)):
                 missing = sorted(set(range(1, max(numbers, default=0) + 1)) - set(numbers))[:5]
                 raise ValueError(f"{frame_folder}: frames are not numbered 1..{len(images)} (missing {missing})")
-            frames = image_folder_frames(images, float(rate), options.short_side)
+            frames = image_folder_frames(images, float(rate))
             where = str(frame_folder)
         else:
             raise FileNotFoundError(
@@ -213,7 +215,8 @@ class EpicKitchensSource(SourceAdapter):
                 yield Rejected(f"{video_id}#{row_id}", f"{row['annotation_file']}: row {row_id}: {exc}")
         requests.sort(key=lambda r: r.start)
         for result in clip_episodes(
-            cut_clips(frames, requests, options.fps, video_id, where), self.source, self.camera, video_id
+            cut_clips(frames, requests, options.fps, video_id, where, short_side_fit(options.short_side)),
+            self.source, self.camera, video_id
         ):
             if isinstance(result, Episode):
                 result.split = result.info.pop("split")

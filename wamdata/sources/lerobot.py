@@ -22,9 +22,10 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from wamdata.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
-from wamdata.sources import InputWarning, SourceAdapter, WorkItem, register, safe_name
-from wamdata.video import codec_for_frames, decode_frames, probe_video
+from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
+from wamdata.media.codec import codec_for_frames
+from wamdata.media.decode import decode_frames, probe_video
+from wamdata.sources.base import InputWarning, SourceAdapter, WorkItem, register, safe_name
 
 BOOKKEEPING_COLUMNS = ("index", "episode_index", "frame_index")
 ARRAY_NAMES = {"observation.state": "state", "action": "action"}

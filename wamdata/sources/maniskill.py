@@ -20,9 +20,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from wamdata.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
-from wamdata.sources import SourceAdapter, WorkItem, merge_specs, register, safe_name
-from wamdata.video import codec_for_frames
+from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
+from wamdata.media.codec import codec_for_frames
+from wamdata.sources.base import SourceAdapter, WorkItem, merge_specs, register, safe_name
 
 MANISKILL_CONTROL_HZ = 20.0  # ManiSkill3's default control_freq, for recordings whose env_kwargs do not say
 STEP_ARRAYS = {"actions": "action", "terminated": "terminated", "truncated": "truncated", "success": "success"}

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from wamdata.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
-from wamdata.sources import SourceAdapter, WorkItem, register, safe_name
-from wamdata.video import codec_for_frames
+from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
+from wamdata.media.codec import codec_for_frames
+from wamdata.sources.base import SourceAdapter, WorkItem, register, safe_name
 
 STEP_BOOKKEEPING = ("is_first", "is_last")  # derivable from the position in the episode
 DEFAULT_FPS = 10.0
@@ -34,7 +34,7 @@ EEF7_SLICES = (Slice("eef_delta_pos", 0, 3), Slice("eef_delta_rot", 3, 6),
 @cache
 def standardization_registry() -> dict[str, dict[str, Any]]:
     """The packaged registry, keyed by every name and alias."""
-    text = resources.files("wamdata").joinpath("manifests", "oxe_standardization.yaml").read_text()
+    text = resources.files("wamdata").joinpath("resources", "manifests", "oxe_standardization.yaml").read_text()
     registry = {}
     for name, entry in yaml.safe_load(text).items():
         for key in (name, *entry.get("aliases", ())):

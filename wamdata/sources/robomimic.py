@@ -22,9 +22,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from wamdata.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
-from wamdata.sources import SourceAdapter, WorkItem, merge_specs, register, safe_name
-from wamdata.video import codec_for_frames
+from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
+from wamdata.media.codec import codec_for_frames
+from wamdata.sources.base import SourceAdapter, WorkItem, merge_specs, register, safe_name
 
 ROBOSUITE_CONTROL_HZ = 20.0  # robosuite's default control_freq, for files whose env_info does not say
 OSC_POSE_SLICES = (

@@ -23,9 +23,9 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from wamdata.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
-from wamdata.sources import SourceAdapter, WorkItem, merge_specs, register, safe_name
-from wamdata.video import codec_for_frames
+from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
+from wamdata.media.codec import codec_for_frames
+from wamdata.sources.base import SourceAdapter, WorkItem, merge_specs, register, safe_name
 
 ROBOMIND_FPS = 30.0  # recording rate of the RoboMIND robots; files carry no timing
 TRAJECTORY = "trajectory.hdf5"

@@ -10,10 +10,10 @@ from typing import Any
 
 import yaml
 
-from wamdata import toyworld
-from wamdata.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
-from wamdata.sources import SourceAdapter, WorkItem, register
-from wamdata.video import codec_with
+from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
+from wamdata.media.codec import codec_with
+from wamdata.sources.base import SourceAdapter, WorkItem, register
+from wamdata.toy import world as toyworld
 
 TOYWORLD_FPS = 10.0
 
@@ -22,7 +22,7 @@ def load_config(path: str | Path | None) -> dict[str, Any]:
     """A toy-world pipeline config; None or "" reads the packaged pipelines/demo.yaml."""
     if path:
         return yaml.safe_load(Path(path).read_text())
-    return yaml.safe_load(resources.files("wamdata").joinpath("pipelines", "demo.yaml").read_text())
+    return yaml.safe_load(resources.files("wamdata").joinpath("resources", "pipelines", "demo.yaml").read_text())
 
 
 @register
@@ -30,8 +30,15 @@ class ToyWorldSource(SourceAdapter):
     format = "toyworld"
 
     def __init__(self, input: str, config: dict[str, Any] | None = None, **options: Any) -> None:
-        super().__init__(input, **options)
+        # A config given as a dict (the demo's, a test's) is an option like any other: it names the run.
+        super().__init__(input, **({"config": config} if config is not None else {}), **options)
         self.config = config if config is not None else load_config(input)
+
+    def default_name(self) -> str:
+        return self.config["name"]
+
+    def dataset_description(self) -> str | None:
+        return self.config.get("description")
 
     def specs(self) -> list[SourceSpec]:
         config = self.config

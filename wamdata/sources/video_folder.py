@@ -14,10 +14,19 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from wamdata.clips import ClipOptions, clip_episodes, common_format, cut_clips, probe, sliding_windows
-from wamdata.schema import CameraSpec, Episode, SourceSpec
-from wamdata.sources import Rejected, SourceAdapter, WorkItem, register
-from wamdata.video import VideoDecodeError, codec_with, iter_frames, probe_video
+from wamdata.format.schema import CameraSpec, Episode, SourceSpec
+from wamdata.media.codec import codec_with
+from wamdata.media.decode import VideoDecodeError, iter_frames, probe_video
+from wamdata.sources.base import Rejected, SourceAdapter, WorkItem, register
+from wamdata.sources.clips import (
+    ClipOptions,
+    clip_episodes,
+    common_format,
+    cut_clips,
+    probe,
+    short_side_fit,
+    sliding_windows,
+)
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 
@@ -74,8 +83,9 @@ class VideoFolderSource(SourceAdapter):
             rate = probe(item.path).fps
             if abs(rate - self.spec.fps) > 1e-3:
                 raise ValueError(f"{item.path}: {rate} fps, but source {self.spec.name!r} is {self.spec.fps} fps")
-        frames = iter_frames(item.path, options.short_side)
-        clips = cut_clips(frames, sliding_windows(options), options.fps, item.key, item.path)
+        frames = iter_frames(item.path)
+        clips = cut_clips(frames, sliding_windows(options), options.fps, item.key, item.path,
+                          short_side_fit(options.short_side))
         yield from clip_episodes(
             clips, self.options.get("source", "videos"), self.options.get("camera", "rgb"), item.key
         )

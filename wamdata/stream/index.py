@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wamdata.dataset import Dataset
-from wamdata.schema import SchemaError
+from wamdata.format.reader import Dataset
+from wamdata.format.schema import SchemaError
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,4 @@
-"""Label side-cars: per-step arrays a labeler wrote beside a dataset, without rewriting its shards.
-
-Layout (the hook the labeling stage writes to)::
-
-    DATASET/labels/<labeler-id>/*.tar    WebDataset tars: <episode_id>.<name>.npy, one (num_steps, *shape)
-                                         array per labelled episode and name (e.g. latent_action)
+"""Label side-cars (``wamdata.format.labels``) cut to a window.
 
 At start the tar headers are scanned once (member offsets only, no data); a window then reads its
 episode's label arrays with one range read each and cuts ``[t : t + action_horizon]`` from them.
@@ -11,39 +6,16 @@ episode's label arrays with one range read each and cuts ``[t : t + action_horiz
 
 from __future__ import annotations
 
-import tarfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import fsspec
 import numpy as np
 
-from wamdata.dataset import Dataset, join_url
-from wamdata.schema import SchemaError
-from wamdata.shards import load_npy
-
-
-@dataclass(frozen=True)
-class LabelMember:
-    url: str
-    offset: int
-    size: int
-
-
-def scan_sidecar(root: str, labeler: str) -> dict[str, dict[str, LabelMember]]:
-    """episode_id -> label name -> where its .npy lies, for every tar under ``root/labels/<labeler>/``."""
-    folder = join_url(root, f"labels/{labeler}")
-    fs, path = fsspec.core.url_to_fs(folder)
-    found: dict[str, dict[str, LabelMember]] = {}
-    for tar_path in sorted(fs.glob(f"{path}/*.tar")):
-        url = fs.unstrip_protocol(tar_path)
-        with fs.open(tar_path, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
-            for info in tar.getmembers():
-                if not info.isfile() or not info.name.endswith(".npy") or info.name.count(".") < 2:
-                    raise SchemaError(f"{url}: member {info.name!r} is not <episode_id>.<name>.npy")
-                episode_id, name = info.name[: -len(".npy")].split(".", 1)
-                found.setdefault(episode_id, {})[name] = LabelMember(url, info.offset_data, info.size)
-    return found
+from wamdata.format.files import join_url
+from wamdata.format.labels import LABELS_DIR, LabelMember, scan_sidecar
+from wamdata.format.reader import Dataset
+from wamdata.format.schema import SchemaError
+from wamdata.format.shards import load_npy
 
 
 class SidecarLabels:
@@ -60,7 +32,7 @@ class SidecarLabels:
                         array = self._load(member)
                         self.shapes[name] = (array.shape[1:], array.dtype)
         if not self.shapes:
-            raise SchemaError(f"no label side-car {labeler!r} under {[join_url(d.url, 'labels') for d in datasets]}")
+            raise SchemaError(f"no label side-car {labeler!r} under {[join_url(d.url, LABELS_DIR) for d in datasets]}")
 
     @staticmethod
     def _load(member: LabelMember) -> np.ndarray:

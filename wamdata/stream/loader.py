@@ -20,7 +20,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from wamdata.dataset import Dataset
+from wamdata.format.reader import Dataset
+from wamdata.media.codec import VideoCodec
 from wamdata.stream.cache import ShardCache
 from wamdata.stream.index import WindowIndex, WindowSpec
 from wamdata.stream.labels import SidecarLabels
@@ -30,7 +31,6 @@ from wamdata.stream.partition import num_batches, rank_batches, worker_batches
 from wamdata.stream.reader import EpisodeReader, is_local
 from wamdata.stream.resume import StreamState
 from wamdata.stream.window import ParsedEpisode, WindowBuilder, WindowLayout
-from wamdata.video import VideoCodec
 
 DEFAULT_CACHE_BYTES = 8 << 30
 

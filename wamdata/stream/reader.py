@@ -15,8 +15,8 @@ from typing import Any
 
 import fsspec
 
-from wamdata.dataset import Dataset
-from wamdata.shards import member_span, read_members, slice_members
+from wamdata.format.reader import Dataset
+from wamdata.format.shards import member_span, read_members, slice_members
 from wamdata.stream.cache import ShardCache
 
 

@@ -21,13 +21,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from wamdata.shards import load_npy
+from wamdata.format.shards import load_npy
+from wamdata.media.codec import VideoCodec
+from wamdata.media.decode import decode_frame_ranges
+from wamdata.media.frames import resize_frames
 from wamdata.stream.index import WindowSpec
 from wamdata.stream.labels import SidecarLabels
 from wamdata.stream.normalize import Normalizer
-from wamdata.video import VideoCodec, decode_frame_ranges
 
 
 @dataclass(frozen=True)
@@ -42,15 +43,6 @@ class WindowLayout:
     state_dim: int
     sources: tuple[str, ...]
     embodiments: tuple[str, ...]
-
-
-def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(K, h, w, 3) uint8 -> (K, H, W, 3) uint8 with antialiased bilinear resampling."""
-    if frames.shape[1:3] == tuple(size):
-        return frames
-    chw = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
-    out = torch.nn.functional.interpolate(chw, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return out.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def padded_chunk(array: np.ndarray | None, start: int, length: int, width: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,19 +11,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
-from wamdata import toyworld
-from wamdata.dataset import DatasetSummary, DatasetWriter, Problem, validate
-from wamdata.ingest import RaySession, ingest
+from wamdata.cluster import RaySession
+from wamdata.format.validate import Problem, validate
+from wamdata.format.writer import DatasetSummary
+from wamdata.ingest import ingest
 from wamdata.labeling.apply import ApplyResult, LabelOptions, label_apply
+from wamdata.labeling.checkpoint import save_checkpoint
+from wamdata.labeling.config import LAMConfig
 from wamdata.labeling.evaluate import evaluate_lam
+from wamdata.labeling.lam import TrainLog, train_lam
+from wamdata.labeling.windows import lam_windows
+from wamdata.media.codec import codec_with
 from wamdata.sources.toyworld import TOYWORLD_FPS, ToyWorldSource
-from wamdata.toyworld_export import export_epic_kitchens, write_lerobot_v21, write_robomimic_hdf5
-from wamdata.train.checkpoint import save_checkpoint
-from wamdata.train.data import lam_windows
-from wamdata.train.lam import LAMConfig, TrainLog, train_lam
-from wamdata.video import codec_with
+from wamdata.toy import world as toyworld
+from wamdata.toy.export import export_epic_kitchens, write_lerobot_v21, write_robomimic_hdf5
 
 
 @dataclass
@@ -34,16 +35,13 @@ class DemoResult:
 
 
 def run_demo(config: dict[str, Any], out: str | Path | None = None, progress: bool = True) -> DemoResult:
+    """The configured toy world ingested (``toyworld`` format, the same Ray pipeline as ``wamdata ingest``), then
+    validated."""
     root = Path(out or config["out"])
-    root.parent.mkdir(parents=True, exist_ok=True)
-    source = ToyWorldSource("", config=config)
-    items = source.work_items()
     started = time.perf_counter()
-    with DatasetWriter(root, config["name"], source.specs(), config["shard_bytes"], config.get("description")) as w:
-        for item in tqdm(items, desc="generate+encode+write", unit="episode", disable=not progress):
-            for episode in source.read(item):
-                w.write(episode)
-        summary = w.close()
+    with RaySession(None):
+        summary = ingest("toyworld", "", root, adapter=ToyWorldSource("", config=config),
+                         shard_bytes=config["shard_bytes"], progress=progress).summary
     written = time.perf_counter()
     problems = validate(root, progress=progress)
     return DemoResult(summary, problems, {"write": written - started, "validate": time.perf_counter() - written})

@@ -23,6 +23,9 @@ SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 SOURCE_KINDS = ("teleop", "human_demo", "egocentric_video", "sim", "generated")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]+$")
+DATASET_JSON = "dataset.json"
+EPISODES_PARQUET = "episodes.parquet"
+QUARANTINE_PARQUET = "quarantine.parquet"
 
 
 class SchemaError(ValueError):
@@ -30,8 +33,9 @@ class SchemaError(ValueError):
 
 
 @cache
-def _schema_file(name: str) -> dict[str, Any]:
-    text = resources.files("wamdata").joinpath("schemas", f"v{SCHEMA_VERSION}", name).read_text()
+def schema_file(name: str) -> dict[str, Any]:
+    """A JSON (Schema) document of the packaged ``schemas/v1``."""
+    text = resources.files("wamdata").joinpath("resources", "schemas", f"v{SCHEMA_VERSION}", name).read_text()
     return json.loads(text)
 
 
@@ -45,7 +49,7 @@ def _check_version(doc: dict[str, Any], where: str) -> None:
 
 def _validate_json(doc: dict[str, Any], schema_name: str, where: str) -> None:
     _check_version(doc, where)
-    validator = jsonschema.Draft202012Validator(_schema_file(schema_name))
+    validator = jsonschema.Draft202012Validator(schema_file(schema_name))
     error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
     if error is not None:
         location = "/".join(str(p) for p in error.absolute_path) or "<root>"
@@ -85,19 +89,19 @@ def _arrow_field(spec: dict[str, Any]) -> pa.Field:
 @cache
 def episodes_arrow_schema() -> pa.Schema:
     """The Arrow schema of episodes.parquet, built from schemas/v1/episodes.arrow.json."""
-    return pa.schema([_arrow_field(f) for f in _schema_file("episodes.arrow.json")["fields"]])
+    return pa.schema([_arrow_field(f) for f in schema_file("episodes.arrow.json")["fields"]])
 
 
 @cache
 def quarantine_arrow_schema() -> pa.Schema:
     """The Arrow schema of quarantine.parquet, built from schemas/v1/quarantine.arrow.json."""
-    return pa.schema([_arrow_field(f) for f in _schema_file("quarantine.arrow.json")["fields"]])
+    return pa.schema([_arrow_field(f) for f in schema_file("quarantine.arrow.json")["fields"]])
 
 
 @cache
 def _optional_episode_columns() -> dict[str, Any]:
     """Columns added to episodes.parquet after v1 shipped: name -> the value files without them imply."""
-    return {f["name"]: f["default"] for f in _schema_file("episodes.arrow.json")["fields"] if f.get("optional")}
+    return {f["name"]: f["default"] for f in schema_file("episodes.arrow.json")["fields"] if f.get("optional")}
 
 
 def with_default_columns(table: pa.Table) -> pa.Table:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from wamdata.dataset import Dataset
+from wamdata.format.reader import Dataset
 from wamdata.stream import StreamConfig, StreamLoader, WindowSpec, WindowStream
 
 

@@ -7,36 +7,15 @@ are normalized per embodiment with the dataset's q01/q99 stats, so one loss weig
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wamdata.train.lam import conv_features, frames_to_tensor
+from wamdata.labeling.config import IDMConfig
+from wamdata.labeling.lam import conv_features, frames_to_tensor
 from wamdata.train.runtime import Runtime
-
-
-@dataclass(frozen=True)
-class IDMConfig:
-    action_dim: int
-    embodiment: str
-    image_size: int = 64
-    model_size: int = 32
-    chunk: int = 1                 # k: predict a[t : t+k] from frames t .. t+k
-    channels: int = 32
-    hidden: int = 256
-    dropout: float = 0.1           # 0.5 for a few hundred windows (bridge debug: held-out R2 -0.075 vs -0.164)
-    random_shift: int = 2          # training augmentation: frames shifted by up to this many pixels (DrQ)
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 64
-    steps: int = 400               # held-out toy-world R2 0.992 after 400 steps (~40 s on 2 CPU cores)
-    seed: int = 0
-
-    def to_json(self) -> dict:
-        return {"model": "idm", **asdict(self)}
 
 
 class InverseDynamicsModel(nn.Module):

@@ -20,8 +20,8 @@ from typing import Any
 import fsspec
 import numpy as np
 
-from wamdata.schema import Episode, SourceSpec
-from wamdata.video import VideoCodec, encode_video
+from wamdata.format.schema import Episode, SourceSpec
+from wamdata.media.codec import VideoCodec, encode_video
 
 TAR_BLOCK = 512
 TAR_RECORD = 20 * TAR_BLOCK

@@ -1,6 +1,6 @@
 """Cutting long videos into clips, shared by every video source (video folders, EPIC-KITCHENS, Ego4D, ...).
 
-A video is read in one forward pass (``wamdata.video.iter_frames``, or ``image_folder_frames`` for folders
+A video is read in one forward pass (``wamdata.media.decode.iter_frames``, or ``image_folder_frames`` for folders
 of extracted frames) and cut as it streams: only the clips open at the current time are held in memory,
 so a video of any length is cut in memory bounded by its longest clip.
 
@@ -27,9 +27,10 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from wamdata.schema import Episode
-from wamdata.sources import Rejected
-from wamdata.video import VideoDecodeError, VideoInfo, probe_video, resized_size
+from wamdata.format.schema import Episode
+from wamdata.media.decode import VideoDecodeError, VideoInfo, probe_video
+from wamdata.media.frames import resize_image, resized_size
+from wamdata.sources.base import Rejected
 
 # Timestamps are compared with this slack (seconds): far below one frame at any real rate, far above the
 # rounding of a frame number divided by a rate such as 60000/1001.
@@ -109,7 +110,7 @@ class Clip:
 
 
 class Frame(Protocol):
-    """What cut_clips needs of a source frame (``wamdata.video.StreamFrame``, ``ImageFile``, ``ArrayFrame``)."""
+    """What cut_clips needs of a source frame (``wamdata.media.decode.StreamFrame``, ``ImageFile``, ``ArrayFrame``)."""
 
     index: int
     time: float
@@ -259,10 +260,11 @@ class _OpenClip:
 
 
 def cut_clips(
-    frames: Iterable[Frame], requests: Iterable[ClipRequest], fps: float | None, video_key: str, where: str
+    frames: Iterable[Frame], requests: Iterable[ClipRequest], fps: float | None, video_key: str, where: str,
+    fit: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Iterator[Clip | Rejected]:
     """Cut the requested clips (given in order of their start) from one pass over ``frames``, yielding each
-    when it ends.
+    when it ends; ``fit`` brings each source frame a clip uses to the clips' size (once per source frame).
 
     ``video_key`` names the video in rejection keys, ``where`` (its path) in reasons. Stops reading as
     soon as every requested clip is cut. A decode error rejects the clips still open or to come (with the
@@ -300,7 +302,7 @@ def cut_clips(
                     return
                 continue
             if last_rgb is None or last_rgb[0] != frame.index:
-                last_rgb = (frame.index, frame.rgb())
+                last_rgb = (frame.index, frame.rgb() if fit is None else fit(frame.rgb()))
             for clip in open_clips:
                 if time < clip.request.stop - TIME_TOLERANCE:
                     clip.frames.append(last_rgb[1])
@@ -348,12 +350,16 @@ def _finished(clip: _OpenClip, fps: float | None, video_key: str, where: str, en
 # ---------------------------------------------------------------------------------- extracted frames
 
 
-def resized(rgb: np.ndarray, short_side: int | None) -> np.ndarray:
-    """An RGB image resized so its shorter side is short_side (see ``resized_size``); None keeps it."""
+def short_side_fit(short_side: int | None) -> Callable[[np.ndarray], np.ndarray] | None:
+    """A frame resized (the one resize) so its shorter side is short_side, keeping the aspect ratio; None keeps
+    frames as they are."""
     if short_side is None:
-        return rgb
-    image = Image.fromarray(rgb).resize(resized_size(rgb.shape[1], rgb.shape[0], short_side), Image.Resampling.BOX)
-    return np.asarray(image)
+        return None
+
+    def fit(rgb: np.ndarray) -> np.ndarray:
+        width, height = resized_size(rgb.shape[1], rgb.shape[0], short_side)
+        return resize_image(rgb, height, width)
+    return fit
 
 
 @dataclass
@@ -363,20 +369,19 @@ class ImageFile:
     index: int
     time: float
     path: Path
-    short_side: int | None
 
     def rgb(self) -> np.ndarray:
         try:
             with Image.open(self.path) as image:
-                return resized(np.asarray(image.convert("RGB")), self.short_side)
+                return np.asarray(image.convert("RGB"))
         except OSError as exc:
             raise VideoDecodeError(f"{self.path}: unreadable image: {exc}") from exc
 
 
-def image_folder_frames(paths: list[Path], fps: float, short_side: int | None) -> Iterator[ImageFile]:
+def image_folder_frames(paths: list[Path], fps: float) -> Iterator[ImageFile]:
     """Image files (already in frame order) as frames at ``fps``: file i is shown at i / fps."""
     for index, path in enumerate(paths):
-        yield ImageFile(index, index / fps, path, short_side)
+        yield ImageFile(index, index / fps, path)
 
 
 @dataclass
@@ -386,13 +391,12 @@ class ArrayFrame:
     index: int
     time: float
     frames: Any
-    short_side: int | None
 
     def rgb(self) -> np.ndarray:
-        return resized(np.asarray(self.frames[self.index]), self.short_side)
+        return np.asarray(self.frames[self.index])
 
 
-def array_frames(frames: Any, fps: float, short_side: int | None) -> Iterator[ArrayFrame]:
+def array_frames(frames: Any, fps: float) -> Iterator[ArrayFrame]:
     """The frames of an array (anything indexable with a length, such as an h5py dataset) at ``fps``."""
     for index in range(len(frames)):
-        yield ArrayFrame(index, index / fps, frames, short_side)
+        yield ArrayFrame(index, index / fps, frames)

@@ -9,37 +9,15 @@ The gap is set in seconds and turned into steps per source fps, so 10 Hz and 30 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wamdata.labeling.config import LAMConfig
 from wamdata.train.runtime import Runtime, all_reduce_sum
-
-
-@dataclass(frozen=True)
-class LAMConfig:
-    image_size: int = 64
-    model_size: int = 32           # frames are area-resized to this before the networks (CPU-sized default)
-    motion_weight: float = 10.0    # extra loss weight on pixels that change between the two frames
-    codebook_size: int = 32
-    tokens: int = 1
-    code_dim: int = 16
-    channels: int = 32
-    commitment: float = 0.25
-    ema_decay: float = 0.99
-    dead_code_after: int = 100     # restart a code unused for this many steps
-    warmup_fraction: float = 0.5   # first part of training with the quantizer bypassed (see train_lam)
-    gap_seconds: float = 0.1
-    lr: float = 2e-3
-    batch_size: int = 64
-    steps: int = 4000             # probe R2 0.80 at 2,000 steps, 0.995 at 4,000 (README, "Action labels")
-    seed: int = 0
-
-    def to_json(self) -> dict:
-        return {"model": "lam", **asdict(self)}
 
 
 def conv_features(in_channels: int, channels: int, image_size: int) -> nn.Sequential:

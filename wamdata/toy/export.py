@@ -19,10 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wamdata import toyworld
+from wamdata.media.codec import VideoCodec, codec_with, encode_video
 from wamdata.sources.epic_kitchens import EPIC_100_COLUMNS, format_timestamp
-from wamdata.toyworld import ToyEpisode
-from wamdata.video import VideoCodec, codec_with, encode_video
+from wamdata.toy import world as toyworld
+from wamdata.toy.world import ToyEpisode
 
 LEROBOT_CAMERA = "observation.images.front"
 

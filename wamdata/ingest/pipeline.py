@@ -9,7 +9,9 @@ Ray does the scheduling, retries and progress. What it cannot give is determinis
 the staging is ours: a retried task overwrites its own staged file (no duplicates), a re-run skips items
 already staged (resume), and shards are assembled in work-item order by one writer, so the output has
 the same bytes whatever the cluster, the number of workers or the order tasks finished in. The staging
-folder sits beside the output and must be on a file system every node sees (one host, NFS, ...).
+folder sits beside the output and must be on a file system every node sees (one host, NFS, ...). A staged
+item is a tar like the shards (``item.json`` with the item's rejections or error, then its samples'
+members), so nothing a user's data passes through is ever unpickled.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import shutil
 import time
 import warnings
@@ -29,13 +30,15 @@ import numpy as np
 import ray
 from tqdm import tqdm
 
-from wamdata.dataset import DEFAULT_SHARD_BYTES, DatasetSummary, DatasetWriter, write_atomic
-from wamdata.schema import SourceSpec
-from wamdata.shards import Sample, encode_sample
+from wamdata.cluster import TASK_RETRIES, RaySession, ray_data_settings
+from wamdata.format.files import write_atomic
+from wamdata.format.schema import SourceSpec
+from wamdata.format.shards import Sample, encode_sample, iter_samples, json_bytes, pack_tar
+from wamdata.format.writer import DEFAULT_SHARD_BYTES, DatasetSummary, DatasetWriter
 from wamdata.sources import Rejected, SourceAdapter, WorkItem, adapter_for
 
 MAX_ITEMS_PER_TASK = 16
-TASK_RETRIES = 2
+ITEM_RECORD = "item.json"  # first member of a staged tar; sample keys always hold a "-", so never "item"
 
 
 @dataclass
@@ -62,7 +65,7 @@ def staging_dir_for(out: Path) -> Path:
 
 
 def staged_path(staging: Path, key: str) -> Path:
-    return staging / "items" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.pkl"
+    return staging / "items" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.tar"
 
 
 def read_item(adapter: SourceAdapter, specs: dict[str, SourceSpec], item: WorkItem) -> StagedItem:
@@ -83,14 +86,22 @@ def read_item(adapter: SourceAdapter, specs: dict[str, SourceSpec], item: WorkIt
 
 def stage_item(adapter: SourceAdapter, specs: dict[str, SourceSpec], item: WorkItem, staging: Path) -> StagedItem:
     staged = read_item(adapter, specs, item)
-    # pickle: the staged file is private to this run, read back only by the driver that wrote the task.
-    write_atomic(staged_path(staging, item.key), pickle.dumps(staged, protocol=pickle.HIGHEST_PROTOCOL))
+    record = {"key": staged.key, "path": staged.path, "error": staged.error,
+              "rejected": [[r.key, r.reason] for r in staged.rejected]}
+    members = [(ITEM_RECORD, json_bytes(record))]
+    members += [(f"{sample.key}.{suffix}", data) for sample in staged.samples for suffix, data in sample.members]
+    write_atomic(staged_path(staging, item.key), pack_tar(members))
     return staged
 
 
 def load_staged(staging: Path, key: str) -> StagedItem:
-    with open(staged_path(staging, key), "rb") as f:
-        return pickle.load(f)
+    groups = iter_samples(str(staged_path(staging, key)))
+    _, first = next(groups)
+    record = json.loads(first["json"])
+    samples = [Sample(key=sample_key, meta=json.loads(members["meta.json"]), members=tuple(members.items()))
+               for sample_key, members in groups]
+    return StagedItem(record["key"], record["path"], samples, [Rejected(k, r) for k, r in record["rejected"]],
+                      record["error"])
 
 
 def _prepare_staging(staging: Path, run: dict[str, Any]) -> None:
@@ -100,33 +111,6 @@ def _prepare_staging(staging: Path, run: dict[str, Any]) -> None:
         shutil.rmtree(staging)
     (staging / "items").mkdir(parents=True, exist_ok=True)
     write_atomic(run_file, json.dumps(run, sort_keys=True).encode())
-
-
-class RaySession:
-    """Join the cluster at ``address``, or start an embedded local Ray; leave an already connected one alone."""
-
-    def __init__(self, address: str | None) -> None:
-        self.address = address
-        self.started = False
-
-    def __enter__(self) -> RaySession:
-        if not ray.is_initialized():
-            ray.init(address=self.address or "local", include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
-            self.started = True
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.started:
-            ray.shutdown()
-
-
-def configure_ray_data(progress: bool) -> ray.data.DataContext:
-    """This driver's Ray Data context with its progress bars and start-up banner on or off."""
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = progress
-    context.print_on_execution_start = progress
-    return context
 
 
 def items_per_task(num_items: int, num_cpus: int) -> int:
@@ -152,7 +136,6 @@ def run_stage_tasks(
     """
     if not items:
         return
-    configure_ray_data(progress).max_errored_blocks = -1
 
     def stage_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         failed = []
@@ -165,15 +148,18 @@ def run_stage_tasks(
         return {"index": batch["index"], "failed": np.array(failed)}
 
     per_task = per_task or items_per_task(len(items), int(ray.cluster_resources().get("CPU", 1)))
-    rows = ray.data.from_items([{"index": i} for i in range(len(items))],
-                               override_num_blocks=-(-len(items) // per_task))
-    with warnings.catch_warnings():
-        # Ray 2.60 deprecates ray_remote_args but has no named max_retries yet; its default (-1) would retry a
-        # crashing input forever.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        staged = rows.map_batches(stage_batch, batch_size=None, num_cpus=1, max_retries=TASK_RETRIES)
-    for _ in staged.iter_batches(batch_size=None):
-        pass
+    # Any number of failed blocks: a block fails only when its worker died TASK_RETRIES + 1 times (bad input is
+    # staged as a quarantine record instead), and the caller quarantines what such a block left unstaged.
+    with ray_data_settings(progress, max_errored_blocks=-1):
+        rows = ray.data.from_items([{"index": i} for i in range(len(items))],
+                                   override_num_blocks=-(-len(items) // per_task))
+        with warnings.catch_warnings():
+            # Ray 2.60 deprecates ray_remote_args but has no named max_retries yet; its default (-1) would retry
+            # a crashing input forever.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            staged = rows.map_batches(stage_batch, batch_size=None, num_cpus=1, max_retries=TASK_RETRIES)
+        for _ in staged.iter_batches(batch_size=None):
+            pass
 
 
 def stage_all(
@@ -212,14 +198,15 @@ def ingest(
     specs = {spec.name: spec for spec in adapter.specs()}
     items = adapter.work_items()[:limit]
     staging = staging_dir_for(out)
-    run = {"format": format, "input": str(input), "options": options, "limit": limit, "shard_bytes": shard_bytes,
-           "name": name}
-    _prepare_staging(staging, json.loads(json.dumps(run, default=str)))
+    run = {"format": format, "input": str(input), "options": adapter.options_record(), "limit": limit,
+           "shard_bytes": shard_bytes, "name": name}
+    _prepare_staging(staging, run)
     pending = [item for item in items if not staged_path(staging, item.key).exists()]
     with RaySession(address):
         stage_all(adapter, specs, pending, staging, progress)
     seen: set[str] = set()
-    with DatasetWriter(out, name or adapter.default_name(), specs.values(), shard_bytes) as writer:
+    with DatasetWriter(out, name or adapter.default_name(), specs.values(), shard_bytes,
+                       adapter.dataset_description()) as writer:
         for item in tqdm(items, desc="write shards", unit="item", disable=not progress):
             if not staged_path(staging, item.key).exists():
                 staged = StagedItem(item.key, item.path, error=f"the Ray task reading it died {TASK_RETRIES + 1} "

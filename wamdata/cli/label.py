@@ -10,15 +10,14 @@ import time
 from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from wamdata.labeling.evaluate import evaluate_idm, evaluate_lam, format_quality
-from wamdata.stream import WindowSpec
-from wamdata.train.checkpoint import load_checkpoint, save_checkpoint
-from wamdata.train.data import lam_windows, load_split
-from wamdata.train.idm import IDMConfig, InverseDynamicsModel, train_idm
-from wamdata.train.lam import LAMConfig, LatentActionModel, TrainLog, train_lam
-from wamdata.train.runtime import Runtime
+from wamdata.labeling.config import IDMConfig, LAMConfig
+
+if TYPE_CHECKING:  # the commands import torch, Ray and the models when they run, not when the CLI starts
+    from wamdata.labeling.idm import InverseDynamicsModel
+    from wamdata.labeling.lam import LatentActionModel, TrainLog
+    from wamdata.train.runtime import Runtime
 
 # Config fields a user may set from the command line (the rest are the tuned defaults in the dataclasses).
 LAM_OPTIONS = ("steps", "batch_size", "lr", "codebook_size", "tokens", "code_dim", "gap_seconds", "image_size",
@@ -31,6 +30,10 @@ def _overrides(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, An
 
 
 def cmd_train_lam(args: argparse.Namespace) -> int:
+    from wamdata.labeling.lam import train_lam
+    from wamdata.labeling.windows import lam_windows
+    from wamdata.train.runtime import Runtime
+
     config = replace(LAMConfig(), **_overrides(args, LAM_OPTIONS))
     runtime = Runtime.from_environment()
     windows, gap = lam_windows(args.dataset, config.gap_seconds, "train", config.image_size, args.holdout_every,
@@ -49,6 +52,8 @@ def _where(runtime: Runtime) -> str:
 
 def _save_and_close(model: LatentActionModel | InverseDynamicsModel, out: str, runtime: Runtime, command: str) -> None:
     """Rank 0 writes the checkpoint (every rank holds the same weights), then all ranks leave together."""
+    from wamdata.labeling.checkpoint import save_checkpoint
+
     if runtime.is_main:
         print(f"{command}: checkpoint {save_checkpoint(model, out)}")
     runtime.close()
@@ -66,6 +71,11 @@ def lam_log_printer() -> Callable[[TrainLog], None]:
 
 
 def cmd_train_idm(args: argparse.Namespace) -> int:
+    from wamdata.labeling.idm import train_idm
+    from wamdata.labeling.windows import load_split
+    from wamdata.stream import WindowSpec
+    from wamdata.train.runtime import Runtime
+
     base = IDMConfig(action_dim=0, embodiment=args.embodiment)
     config = replace(base, **_overrides(args, IDM_OPTIONS))
     runtime = Runtime.from_environment()
@@ -89,13 +99,16 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from wamdata.labeling.checkpoint import load_checkpoint
+    from wamdata.labeling.evaluate import evaluate_idm, evaluate_lam, format_quality
+    from wamdata.labeling.lam import LatentActionModel
+
     results = []
     for folder in args.model:
         model = load_checkpoint(folder)
         if isinstance(model, LatentActionModel):
             result = evaluate_lam(model, args.dataset, args.embodiment, args.max_windows, args.holdout_every)
         else:
-            assert isinstance(model, InverseDynamicsModel)
             result = evaluate_idm(model, args.dataset, args.max_windows, args.holdout_every)
         results.append({"checkpoint": str(folder), **result})
     for result in results:
@@ -106,7 +119,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from wamdata.labeling.apply import THROTTLE_ENV, LabelingError, LabelOptions, label_apply  # imports Ray
+    from wamdata.labeling.apply import THROTTLE_ENV, LabelingError, LabelOptions, label_apply
 
     options = LabelOptions(only_unlabeled=args.only_unlabeled, throttle_seconds=float(os.environ.get(THROTTLE_ENV, 0)),
                            **_overrides(args, ("camera", "batch_size", "mc_samples")))
@@ -140,7 +153,7 @@ def _add_holdout(parser: argparse.ArgumentParser) -> None:
                         "(by sorted id) for datasets without a val split; pass the same N to train and eval")
 
 
-def add_label_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     label = sub.add_parser("label", help="latent action and inverse dynamics models: train, evaluate, label")
     commands = label.add_subparsers(dest="label_command", required=True)
     lam = commands.add_parser("train-lam", help="train a VQ latent action model on every video of the train split")

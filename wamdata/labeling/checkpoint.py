@@ -13,8 +13,9 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from wamdata.train.idm import IDMConfig, InverseDynamicsModel
-from wamdata.train.lam import LAMConfig, LatentActionModel
+from wamdata.labeling.config import IDMConfig, LAMConfig
+from wamdata.labeling.idm import InverseDynamicsModel
+from wamdata.labeling.lam import LatentActionModel
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 

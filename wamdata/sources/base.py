@@ -1,0 +1,188 @@
+"""What every source adapter shares: the adapter contract, work items, rejections, the registry by name."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import pkgutil
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar
+
+import numpy as np
+
+from wamdata.format.config import typed
+from wamdata.format.schema import Episode, Slice, SourceSpec
+
+_REGISTRY: dict[str, type[SourceAdapter]] = {}
+
+
+class InputWarning(UserWarning):
+    """The input's metadata disagrees with its files; the adapter ingests what is there and says so."""
+
+
+class DefaultChosen(UserWarning):
+    """A setting the user left open that the adapter chose from the input (a frame rate, a frame size); the
+    command line prints it, so the user sees what was chosen and which option changes it."""
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One unit of reading: ``key`` is stable and unique within the input (it names the item in
+    quarantine.parquet and in resume bookkeeping); ``path`` is what to open; ``options`` says which part."""
+
+    key: str
+    path: str
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A part of a work item that could not be read (an annotation row, a clip of a video), yielded by
+    ``read`` in place of its episode so the rest of the item still goes in: the pipeline records it in
+    quarantine.parquet under ``key`` with ``reason`` and writes no episode for it. A whole item that
+    cannot be read raises instead."""
+
+    key: str
+    reason: str
+
+
+class SourceAdapter(ABC):
+    """Reads one native format. Subclasses set ``format`` and ``Options`` (a frozen dataclass of the format's
+    options with their defaults) and are decorated with ``@register``. ``self.options`` is an ``Options``: an
+    unknown or mistyped option fails here, naming the option, the format and the known options."""
+
+    format: ClassVar[str]
+    Options: ClassVar[type | None] = None
+
+    def __init__(self, input: str, **options: Any) -> None:
+        self.input = input
+        self.options = typed(self.Options, options, f"source format {self.format!r}") if self.Options else options
+
+    def options_record(self) -> dict[str, Any]:
+        """The options as plain JSON values: what names an ingest run (a re-run with other options starts over)."""
+        values = dataclasses.asdict(self.options) if dataclasses.is_dataclass(self.options) else self.options
+        return json.loads(json.dumps(values, sort_keys=True, default=str))
+
+    def default_name(self) -> str:
+        """The dataset name when none is given: the input's last path component, as [A-Za-z0-9_]."""
+        return safe_name(PurePosixPath(str(self.input).rstrip("/")).name or self.format)
+
+    def dataset_description(self) -> str | None:
+        """dataset.json's description of a dataset made from this input alone (None: no description)."""
+        return None
+
+    def describe(self) -> list[SourceSpec]:
+        """The sources this input holds episodes of, with their feature specs (read from metadata); called
+        once, through ``specs`` / ``spec_of``."""
+        raise NotImplementedError(f"{type(self).__name__}.describe")  # abstract once every adapter has it
+
+    @cached_property
+    def _specs(self) -> dict[str, SourceSpec]:
+        return {spec.name: spec for spec in merge_specs(self.describe())}
+
+    def specs(self) -> list[SourceSpec]:
+        return list(self._specs.values())
+
+    def spec_of(self, source: str) -> SourceSpec:
+        return self._specs[source]
+
+    @abstractmethod
+    def work_items(self) -> list[WorkItem]:
+        """Everything to read, in a deterministic order."""
+
+    @abstractmethod
+    def read(self, item: WorkItem) -> Iterator[Episode | Rejected]:
+        """The episodes of one work item; raises (ValueError, OSError, ...) with a reason on bad input.
+        Parts of the item that are bad while the rest is good (one annotation row of a video) come out as
+        ``Rejected`` in place of their episode."""
+
+
+def natural_key(name: str) -> tuple[Any, ...]:
+    """Sort key that orders numbers by value: demo_2 before demo_10."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name))
+
+
+def json_value(value: Any) -> Any:
+    """An HDF5 attribute, numpy scalar or array, or bytes as a plain JSON value; JSON text stays text."""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value if value is None or isinstance(value, str | int | float | bool | list | dict) else str(value)
+
+
+def find_files(root: str | Path, suffixes: tuple[str, ...], what: str) -> list[Path]:
+    """``root`` itself if it is a file, else every file below it whose suffix (any case) is one of ``suffixes``,
+    in natural order; FileNotFoundError naming the folder and what was looked for if there is none."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    files = sorted((p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file()),
+                   key=lambda p: natural_key(str(p.relative_to(root))))
+    if not files:
+        raise FileNotFoundError(f"{root}: no {what} ({', '.join(suffixes)} files)")
+    return files
+
+
+def common_length(lengths: dict[str, int], where: str) -> int:
+    """The one length all of an episode's streams share; ValueError listing each stream's length otherwise
+    (streams of unequal length are never cut or padded to fit)."""
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"{where}: streams have unequal lengths: "
+                         + ", ".join(f"{name}={n}" for name, n in sorted(lengths.items())))
+    return next(iter(lengths.values()))
+
+
+def laid_end_to_end(parts: list[tuple[str, int]], unit: str | None = None) -> tuple[Slice, ...]:
+    """Named slices of parts (name, width) concatenated in the order given, as one array's last axis."""
+    slices, start = [], 0
+    for name, width in parts:
+        slices.append(Slice(safe_name(name), start, start + width, unit))
+        start += width
+    return tuple(slices)
+
+
+def safe_name(text: str) -> str:
+    """A source / dataset name from free text: runs of other characters become one underscore."""
+    return re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_") or "unnamed"
+
+
+def merge_specs(specs: list[SourceSpec]) -> list[SourceSpec]:
+    """One spec per source name, in first-seen order: cameras and arrays are the union over the files that
+    share the name (a recording without observations next to one with cameras)."""
+    merged: dict[str, SourceSpec] = {}
+    for spec in specs:
+        first = merged.get(spec.name)
+        merged[spec.name] = spec if first is None else dataclasses.replace(
+            first, cameras={**spec.cameras, **first.cameras}, arrays={**spec.arrays, **first.arrays})
+    return list(merged.values())
+
+
+def register(cls: type[SourceAdapter]) -> type[SourceAdapter]:
+    _REGISTRY[cls.format] = cls
+    return cls
+
+
+# Modules of wamdata/sources that hold shared helpers, not a format.
+HELPER_MODULES = ("base", "clips")
+
+
+def available_formats() -> list[str]:
+    package = Path(__file__).parent
+    return sorted(m.name for m in pkgutil.iter_modules([str(package)]) if m.name not in HELPER_MODULES)
+
+
+def adapter_for(format: str, input: str, **options: Any) -> SourceAdapter:
+    """The adapter registered under ``format`` (the module wamdata/sources/<format>.py), opened on input."""
+    if format not in available_formats():
+        raise ValueError(f"unknown source format {format!r}; available: {', '.join(available_formats())}")
+    importlib.import_module(f"wamdata.sources.{format}")
+    return _REGISTRY[format](input, **options)

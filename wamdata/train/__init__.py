@@ -1,0 +1,1 @@
+"""Training: where a trainer runs (one process or a torchrun rank)."""
