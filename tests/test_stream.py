@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -377,12 +378,14 @@ def test_remote_shards_through_a_bounded_cache_survive_a_corrupt_download(
     assert not list(cache.glob("*.partial"))
 
 
-def test_cache_gives_up_on_a_shard_that_never_matches_its_checksum(tmp_path: Path) -> None:
+def test_cache_gives_up_on_a_shard_that_never_matches_its_checksum(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "shard.tar").write_bytes(b"not what the manifest says")
     cache = ShardCache(tmp_path / "cache", limit_bytes=1 << 20, retries=2, backoff_s=0)
-    with pytest.raises(OSError, match="shard.tar.*3 attempts.*sha256"):
+    with caplog.at_level(logging.WARNING, logger="wamdata.stream.cache"), \
+            pytest.raises(OSError, match="shard.tar.*3 attempts.*sha256"):
         cache.get(str(tmp_path / "shard.tar"), "0" * 64)
-    assert cache.checksum_failures == 3 and not list((tmp_path / "cache").iterdir())
+    assert caplog.text.count("differs from episodes.parquet") == 3 and not list((tmp_path / "cache").iterdir())
 
 
 # ---------------------------------------------------------------------------------------------- torchrun

@@ -95,7 +95,6 @@ class ShardInfo:
     path: str
     sha256: str
     num_bytes: int
-    num_samples: int
 
 
 def _tar_header(name: str, size: int) -> bytes:
@@ -121,6 +120,37 @@ def pack_tar(members: Iterable[tuple[str, bytes]]) -> bytes:
     return body + b"\0" * (_archive_bytes(len(body)) - len(body))
 
 
+class _OpenShard:
+    """The shard being written: a temporary file, the running sha256 of its bytes and the write position."""
+
+    def __init__(self, root: Path, path: str) -> None:
+        self.path = path
+        self.final = root / path
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.partial = self.final.with_name(self.final.name + ".partial")
+        self.file = open(self.partial, "wb")  # noqa: SIM115 - closed by finish() or abort()
+        self.hash = hashlib.sha256()
+        self.position = 0
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+        self.hash.update(data)
+        self.position += len(data)
+
+    def finish(self) -> ShardInfo:
+        """End the archive, make it durable and rename it into place."""
+        self.write(b"\0" * (_archive_bytes(self.position) - self.position))
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self.partial, self.final)
+        return ShardInfo(self.path, self.hash.hexdigest(), self.position)
+
+    def abort(self) -> None:
+        self.file.close()
+        self.partial.unlink(missing_ok=True)
+
+
 class ShardWriter:
     """Packs samples, in the order given, into ``<prefix>/shard-NNNNNN.tar`` files of about target_bytes.
 
@@ -135,66 +165,37 @@ class ShardWriter:
         self.target_bytes = target_bytes
         self.next_index = first_index
         self.shards: list[ShardInfo] = []
-        self._file: io.BufferedWriter | None = None
-        self._path = ""
-        self._hash = hashlib.sha256()
-        self._position = 0
-        self._count = 0
-
-    def _open(self) -> None:
-        self._path = f"{self.prefix}/{SHARD_NAME.format(self.next_index)}"
-        self.next_index += 1
-        final = self.root / self._path
-        final.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(final.with_name(final.name + ".partial"), "wb")  # noqa: SIM115 - closed in _finish
-        self._hash = hashlib.sha256()
-        self._position = 0
-        self._count = 0
-
-    def _write(self, data: bytes) -> None:
-        assert self._file is not None
-        self._file.write(data)
-        self._hash.update(data)
-        self._position += len(data)
+        self._current: _OpenShard | None = None
 
     def add(self, sample: Sample) -> SampleLocation:
-        if self._file is not None and _archive_bytes(self._position + sample.tar_bytes) > self.target_bytes:
-            self._finish()
-        if self._file is None:
-            self._open()
-        start = self._position
+        shard = self._current
+        if shard is not None and _archive_bytes(shard.position + sample.tar_bytes) > self.target_bytes:
+            self.shards.append(shard.finish())
+            shard = None
+        if shard is None:
+            shard = self._current = _OpenShard(self.root, f"{self.prefix}/{SHARD_NAME.format(self.next_index)}")
+            self.next_index += 1
+        start = shard.position
         members = []
         for suffix, data in sample.members:
             name = f"{sample.key}.{suffix}"
-            members.append(MemberLocation(name=name, offset=self._position + TAR_BLOCK, size=len(data)))
-            self._write(tar_member(name, data))
-        self._count += 1
+            members.append(MemberLocation(name=name, offset=shard.position + TAR_BLOCK, size=len(data)))
+            shard.write(tar_member(name, data))
         return SampleLocation(
-            key=sample.key, shard=self._path, offset=start, size=self._position - start, members=tuple(members)
+            key=sample.key, shard=shard.path, offset=start, size=shard.position - start, members=tuple(members)
         )
 
-    def _finish(self) -> None:
-        assert self._file is not None
-        self._write(b"\0" * (_archive_bytes(self._position) - self._position))
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        partial = Path(self._file.name)
-        os.replace(partial, partial.with_suffix(""))
-        self.shards.append(ShardInfo(self._path, self._hash.hexdigest(), self._position, self._count))
-        self._file = None
-
     def close(self) -> list[ShardInfo]:
-        if self._file is not None:
-            self._finish()
+        if self._current is not None:
+            self.shards.append(self._current.finish())
+            self._current = None
         return self.shards
 
     def abort(self) -> None:
         """Drop the shard being written (finished shards stay)."""
-        if self._file is not None:
-            self._file.close()
-            Path(self._file.name).unlink(missing_ok=True)
-            self._file = None
+        if self._current is not None:
+            self._current.abort()
+            self._current = None
 
 
 def sha256_of(url: str, chunk_bytes: int = 1 << 22) -> str:
@@ -229,7 +230,10 @@ def read_members(url: str, members: list[dict[str, Any]]) -> dict[str, bytes]:
 
 
 def iter_samples(url: str) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """Scan a whole shard in order, yielding (key, {suffix: bytes}) per sample, as WebDataset groups them."""
+    """Scan a whole shard in order, yielding (key, {suffix: bytes}) per sample, as WebDataset groups them.
+
+    webdataset's ``tar_file_expander`` + ``group_by_keys`` do the same, but importing webdataset imports torch
+    (its package ``__init__``), and this module must stay importable without it (``wamdata validate``)."""
     key = None
     group: dict[str, bytes] = {}
     with fsspec.open(url, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
@@ -241,9 +245,7 @@ def iter_samples(url: str) -> Iterator[tuple[str, dict[str, bytes]]]:
                 yield key, group
                 group = {}
             key = member_key
-            extracted = tar.extractfile(info)
-            assert extracted is not None
-            group[suffix] = extracted.read()
+            group[suffix] = tar.extractfile(info).read()  # a regular file always has a reader
     if group:
         yield key, group
 

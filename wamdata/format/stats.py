@@ -183,3 +183,20 @@ def stats_document(
             e: {a: st.summary() for a, st in sorted(by_embodiment[e].items())} for e in sorted(by_embodiment)
         },
     }
+
+
+def merge_summaries(summaries: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Several datasets' dataset.json entries of one array combined: count, mean and std exactly (pooled
+    moments), min and max exactly, and the widest q01 / q99 (quantiles of a union cannot be recovered from the
+    parts' quantiles, and the widest bounds never clip a value either part kept)."""
+    parts = [{k: np.asarray(v, dtype=np.float64) for k, v in s.items()} for s in summaries]
+    counts = np.array([p["count"] for p in parts], dtype=np.float64)
+    total = counts.sum()
+    mean = sum(n * p["mean"] for n, p in zip(counts, parts, strict=True)) / total
+    second = sum(n * (p["std"] ** 2 + p["mean"] ** 2) for n, p in zip(counts, parts, strict=True)) / total
+    return {
+        "count": total, "mean": mean, "std": np.sqrt(np.maximum(second - mean**2, 0.0)),
+        "min": np.minimum.reduce([p["min"] for p in parts]), "max": np.maximum.reduce([p["max"] for p in parts]),
+        "q01": np.minimum.reduce([p["q01"] for p in parts]), "q99": np.maximum.reduce([p["q99"] for p in parts]),
+    }
+

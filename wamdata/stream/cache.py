@@ -49,8 +49,6 @@ class ShardCache:
         self._pending: dict[str, Future[Path]] = {}
         self._pinned: set[str] = set()
         self._pool = ThreadPoolExecutor(max_workers=prefetch_threads, thread_name_prefix="wamdata-prefetch")
-        self.downloads = 0
-        self.checksum_failures = 0
 
     def path_of(self, sha256: str) -> Path:
         return self.directory / f"{sha256}.tar"
@@ -97,10 +95,8 @@ class ShardCache:
                         digest.update(chunk)
                         out.write(chunk)
                 if digest.hexdigest() != sha256:
-                    self.checksum_failures += 1
                     raise ChecksumError(f"{url}: sha256 {digest.hexdigest()} differs from episodes.parquet's {sha256}")
                 os.replace(partial, final)
-                self.downloads += 1
                 self._evict()
                 return final
             except FileNotFoundError:

@@ -79,10 +79,6 @@ class WindowIndex:
         return int(self.episode_first[-1])
 
     @property
-    def num_episodes(self) -> int:
-        return len(self.row_of)
-
-    @property
     def shard_sizes(self) -> np.ndarray:
         """Windows per shard, shards in index order."""
         return np.diff(self.shard_first)

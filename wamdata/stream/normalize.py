@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from wamdata.format.stats import merge_summaries
+
 MODES = ("bounds", "mean_std")
 EPSILON = 1e-8
 
@@ -33,28 +35,15 @@ class ArrayNorm:
 
 
 def merged_stats(stats_docs: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, np.ndarray]]]:
-    """Combine the ``stats.by_embodiment`` sections of several dataset.json files.
-
-    Moments combine exactly (count-weighted); quantiles cannot, so the widest q01/q99 bounds are kept.
-    """
-    merged: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    """Embodiment -> array -> statistics over the ``stats.by_embodiment`` sections of several dataset.json
+    files (``format.stats.merge_summaries``: exact moments, widest quantile bounds)."""
+    parts: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for doc in stats_docs:
         for embodiment, arrays in doc.get("by_embodiment", {}).items():
-            for name, s in arrays.items():
-                new = {k: np.asarray(v, dtype=np.float64) for k, v in s.items()}
-                old = merged.setdefault(embodiment, {}).get(name)
-                if old is None:
-                    merged[embodiment][name] = new
-                    continue
-                n1, n2 = old["count"], new["count"]
-                mean = (n1 * old["mean"] + n2 * new["mean"]) / (n1 + n2)
-                second = (n1 * (old["std"] ** 2 + old["mean"] ** 2) + n2 * (new["std"] ** 2 + new["mean"] ** 2))
-                merged[embodiment][name] = {
-                    "count": n1 + n2, "mean": mean, "std": np.sqrt(np.maximum(second / (n1 + n2) - mean**2, 0)),
-                    "min": np.minimum(old["min"], new["min"]), "max": np.maximum(old["max"], new["max"]),
-                    "q01": np.minimum(old["q01"], new["q01"]), "q99": np.maximum(old["q99"], new["q99"]),
-                }
-    return merged
+            for name, summary in arrays.items():
+                parts.setdefault(embodiment, {}).setdefault(name, []).append(summary)
+    return {embodiment: {name: merge_summaries(summaries) for name, summaries in arrays.items()}
+            for embodiment, arrays in parts.items()}
 
 
 class Normalizer:
@@ -74,9 +63,6 @@ class Normalizer:
         if self.mode == "bounds":
             return ArrayNorm(offset=(s["q99"] + s["q01"]) / 2, scale=(s["q99"] - s["q01"]) / 2, clip=True)
         return ArrayNorm(offset=s["mean"], scale=s["std"], clip=False)
-
-    def has(self, embodiment: str, name: str) -> bool:
-        return (embodiment, name) in self.norms
 
     def normalize(self, x: np.ndarray, embodiment: str, name: str) -> np.ndarray:
         norm = self.norms.get((embodiment, name))

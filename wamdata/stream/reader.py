@@ -63,17 +63,15 @@ class EpisodeReader:
         return read_members(url, members)
 
     def _read(self, dataset: int, shard: str, offset: int, size: int) -> bytes:
-        for attempt in range(2):
-            handle = self._file(dataset, shard)
-            blob = os.pread(handle.fileno(), size, offset)
-            if len(blob) == size:
-                return blob
+        blob = os.pread(self._file(dataset, shard).fileno(), size, offset)
+        if len(blob) != size:
             # A cached file cut short by a concurrent eviction + refetch race: reopen once.
             self._files.pop((dataset, shard)).close()
-            if attempt:
-                raise OSError(f"{self.datasets[dataset].shard_url(shard)}: short read at {offset} (+{size}): "
-                              f"got {len(blob)} bytes; the shard is truncated")
-        raise AssertionError("unreachable")
+            blob = os.pread(self._file(dataset, shard).fileno(), size, offset)
+        if len(blob) != size:
+            raise OSError(f"{self.datasets[dataset].shard_url(shard)}: short read at {offset} (+{size}): "
+                          f"got {len(blob)} bytes; the shard is truncated")
+        return blob
 
     def _file(self, dataset: int, shard: str) -> Any:
         key = (dataset, shard)
@@ -81,25 +79,26 @@ class EpisodeReader:
             self._files.move_to_end(key)
             return self._files[key]
         url = self.datasets[dataset].shard_url(shard)
-        if self.cache is None or is_local(url):
+        cache = self.cache
+        if cache is None or is_local(url):
             handle = open(url.removeprefix("file://"), "rb")  # noqa: SIM115 - kept open, closed on eviction
         else:
             try:
-                handle = open(self._cached(dataset, shard, url), "rb")  # noqa: SIM115 - as above
+                handle = open(self._cached(cache, dataset, shard, url), "rb")  # noqa: SIM115 - as above
             except FileNotFoundError:  # evicted by another worker between download and open
-                handle = open(self._cached(dataset, shard, url), "rb")  # noqa: SIM115 - as above
+                handle = open(self._cached(cache, dataset, shard, url), "rb")  # noqa: SIM115 - as above
         self._files[key] = handle
         if len(self._files) > self.open_shards:
             self._files.popitem(last=False)[1].close()
         return handle
 
-    def _cached(self, dataset: int, shard: str, url: str) -> Path:
-        assert self.cache is not None
-        path = self.cache.get(url, self._sha[dataset][shard])
+    def _cached(self, cache: ShardCache, dataset: int, shard: str, url: str) -> Path:
+        """The shard's verified local copy; the next shards of the plan start downloading behind it."""
+        path = cache.get(url, self._sha[dataset][shard])
         position = self._plan_position.get((dataset, shard))
         if position is not None:
             for d, ahead in self._plan[position + 1: position + 1 + self.prefetch_shards]:
-                self.cache.prefetch(self.datasets[d].shard_url(ahead), self._sha[d][ahead])
+                cache.prefetch(self.datasets[d].shard_url(ahead), self._sha[d][ahead])
         return path
 
     def close(self) -> None:
