@@ -310,6 +310,9 @@ def test_bad_config_files_name_the_file_and_the_key(tmp_path: Path) -> None:
     config.write_text("format: video_folder\n")
     result = cli("ingest", "--config", str(config))
     assert result.returncode == 2 and "wamdata ingest: error: give INPUT and --out" in result.stderr, result.stderr
+    result = cli("ingest", "video_folder", str(folder), "--out", str(tmp_path / "out"), "--set", "out=x")
+    assert result.returncode == 2 and "--set out=x: out is a setting of the run, not an option of the format: give " \
+        "--out" in result.stderr, result.stderr
     result = cli("ingest", "video_folder", str(folder), "--out", str(tmp_path / "out"), "--limit", "0")
     assert result.returncode == 1 and "the command line: limit: 0 is less than the minimum of 1" in result.stderr
 

@@ -3,10 +3,7 @@
     wamdata ingest FORMAT INPUT --out OUT [--set KEY=VALUE ...]
     wamdata ingest --config FILE.yaml [FORMAT INPUT] [--out OUT] [--set KEY=VALUE ...]
 
-The run is data: a YAML file (``schemas/v1/ingest.schema.json``: format, input, out, name, limit, address,
-shard_bytes, options) and the command line on top of it, where ``--set KEY=VALUE`` sets one of the format's
-options (dotted for a nested one: ``video.pix_fmt=yuv444p``; the value read as YAML). Paths in the file are
-taken from the working directory, as on the command line.
+The run is data (``ABOUT`` below, which ``--help`` prints).
 """
 
 from __future__ import annotations
@@ -21,10 +18,17 @@ from typing import Any
 from wamdata.cli.output import format_table, human_bytes
 
 SCHEMA = "ingest.schema.json"
-# Top-level keys of an ingest config and the flags that set them.
+ABOUT = ("Read a native source format into a dataset, on Ray (local or a cluster). The run is data: a YAML file "
+         "(--config; schemas/v1/ingest.schema.json: format, input, out, name, limit, address, shard_bytes, options) "
+         "and the command line on top of it, where --set KEY=VALUE sets one of the format's options (dotted for a "
+         "nested one: video.pix_fmt=yuv444p; the value read as YAML). Paths in the file are taken from the working "
+         "directory, as on the command line. Examples: pipelines/ingest/*.yaml.")
+# Top-level keys of an ingest config: the argparse destination that sets each, and how the user writes it.
 FLAGS = {"format": "source_format", "input": "input", "out": "out", "name": "name", "limit": "limit",
          "address": "address", "shard_bytes": "shard_bytes"}
-REQUIRED = {"format": "FORMAT", "input": "INPUT", "out": "--out"}
+SPELLED = {"format": "FORMAT", "input": "INPUT", "out": "--out", "name": "--name", "limit": "--limit",
+           "address": "--address", "shard_bytes": "--shard-bytes"}
+REQUIRED = ("format", "input", "out")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     ingest = sub.add_parser(
         "ingest", help="read a native source format into a dataset, on Ray (local or a cluster)",
-        description=__doc__.split("\n\n")[0] + " " + __doc__.split("\n\n")[2].replace("\n", " "),
+        description=ABOUT,
     )
     ingest.add_argument("source_format", nargs="?", metavar="FORMAT", help=f"one of: {', '.join(available_formats())}")
     ingest.add_argument("input", nargs="?", metavar="INPUT", help="the input folder, file or URL")
@@ -53,11 +57,16 @@ def ingest_config(args: argparse.Namespace) -> dict[str, Any]:
     ConfigError naming the file (or the command line) and the key when it does not follow the schema."""
     from wamdata.format.config import check_against_schema, load_yaml, with_overrides
 
+    for override in args.overrides:
+        key = override.partition("=")[0].split(".")[0].strip()
+        if key in SPELLED:
+            args.usage_error(f"--set {override}: {key} is a setting of the run, not an option of the format: "
+                             f"give {SPELLED[key]}")
     doc = load_yaml(args.config, SCHEMA) if args.config else {}
     doc.update({key: getattr(args, flag) for key, flag in FLAGS.items() if getattr(args, flag) is not None})
     doc["options"] = with_overrides(doc.get("options") or {}, args.overrides)
     check_against_schema(doc, SCHEMA, "the command line" if not args.config else f"{args.config} with the command line")
-    missing = [flag for key, flag in REQUIRED.items() if key not in doc]
+    missing = [SPELLED[key] for key in REQUIRED if key not in doc]
     if missing:
         args.usage_error(f"give {' and '.join(missing)} (or a --config file that has them)")
     return doc
