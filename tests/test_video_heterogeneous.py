@@ -21,7 +21,7 @@ from PIL import Image
 from test_epic_kitchens import epic_row, write_csv
 
 from conftest import best_match, cell_frames, episodes_by_start, ingest, write_video
-from wamdata.format.config import ConfigError, load_yaml, typed
+from wamdata.format.config import ConfigError, load_yaml, typed, with_overrides
 from wamdata.format.reader import Dataset
 from wamdata.media.codec import psnr
 from wamdata.media.decode import decode_frames
@@ -318,11 +318,15 @@ def test_bad_config_files_name_the_file_and_the_key(tmp_path: Path) -> None:
 
 
 def test_a_config_file_and_set_make_one_ingest(tmp_path: Path, ray_address: str) -> None:
+    """The file gives the run and options, the command line overrides some; ``aspect: 1:1`` is text (YAML 1.1
+    would read the base-60 number 61), in the file as after --set."""
+    assert with_overrides({}, ["aspect=16:9", "fps=30", "video.crf=0"]) == {"aspect": "16:9", "fps": 30,
+                                                                          "video": {"crf": 0}}
     folder = tmp_path / "videos"
     write_video(folder / "a.mp4", cell_frames(40, 64, 96), 20)
     config = tmp_path / "ingest.yaml"
     config.write_text(f"format: video_folder\ninput: {folder}\nout: {tmp_path / 'ignored'}\nname: from_file\n"
-                      f"address: {ray_address}\noptions:\n  fps: 20\n  clip_seconds: 1\n  aspect: '1:1'\n")
+                      f"address: {ray_address}\noptions:\n  fps: 20\n  clip_seconds: 1\n  aspect: 1:1\n")
     result = cli("ingest", "--config", str(config), "--out", str(tmp_path / "out"), "--set", "fps=10",
                      "--set", "fit=pad", "--set", "video={pix_fmt: yuv444p}")
     assert result.returncode == 0, result.stderr
