@@ -10,6 +10,7 @@ import importlib
 import shutil
 import subprocess
 import sys
+import typing
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,11 +24,13 @@ from test_epic_kitchens import epic_row, write_csv
 from conftest import best_match, cell_frames, episodes_by_start, ingest, write_video
 from wamdata.format.config import ConfigError, load_yaml, typed, with_overrides
 from wamdata.format.reader import Dataset
+from wamdata.format.schema import SOURCE_KINDS
 from wamdata.media.codec import psnr
 from wamdata.media.decode import decode_frames
 from wamdata.media.frames import FrameFit
 from wamdata.sources import adapter_for
 from wamdata.sources.base import available_formats
+from wamdata.sources.clips import SourceKind
 from wamdata.sources.epic_kitchens import EPIC_100_COLUMNS
 
 EDGE = "video_edge_cases"
@@ -275,6 +278,9 @@ def test_unknown_and_mistyped_options_name_the_option_the_format_and_the_known_o
         adapter_for("egodex", str(folder), aspect="wide")
     with pytest.raises(ConfigError, match="unknown VideoCodec fields"):
         adapter_for("egomimic", str(folder), video={"pixfmt": "yuv444p"})
+    assert typing.get_args(SourceKind) == SOURCE_KINDS  # the kind option checks against the schema's kinds
+    with pytest.raises(ConfigError, match=r"option 'kind': must be one of \['teleop', .*got 'robot'"):
+        adapter_for("egodex", str(folder), kind="robot")
     import wamdata.ingest
 
     with pytest.raises(ConfigError, match="unknown option 'clip_second' \\(did you mean 'clip_seconds'\\?\\)"):

@@ -71,6 +71,9 @@ ASPECT_TOLERANCE = 0.01
 
 # ------------------------------------------------------------------------------------------- options
 
+# wamdata.format.schema.SOURCE_KINDS, as a type the options check against.
+SourceKind = Literal["teleop", "human_demo", "egocentric_video", "sim", "generated"]
+
 
 def check_positive(options: object, *names: str) -> None:
     for name in names:
@@ -111,7 +114,8 @@ class ClipOptions:
 
 @dataclass(frozen=True)
 class WindowOptions(ClipOptions):
-    """Clip options plus sliding windows: ``clip_seconds`` long, every ``stride_seconds`` (None: back to back)."""
+    """Clip options plus sliding windows: ``clip_seconds`` long (None: one clip per video, for the adapters
+    whose videos are episodes), every ``stride_seconds`` (None: back to back)."""
 
     clip_seconds: float | None = None
     stride_seconds: float | None = None
@@ -128,7 +132,7 @@ class SourceNaming:
 
     source: str = "videos"
     camera: str = "rgb"
-    kind: str = "egocentric_video"
+    kind: SourceKind = "egocentric_video"
     embodiment: str = "human"
 
 

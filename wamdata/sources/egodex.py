@@ -42,6 +42,7 @@ from wamdata.media.decode import VideoDecodeError, VideoInfo, iter_frames
 from wamdata.sources.base import Rejected, WorkItem, json_value, register
 from wamdata.sources.clips import (
     Clip,
+    SourceKind,
     SourceNaming,
     VideoClipSource,
     WindowOptions,
@@ -79,7 +80,7 @@ def pose_deltas(transforms: np.ndarray) -> np.ndarray:
 class EgoDexOptions(WindowOptions, SourceNaming):
     source: str = "egodex"
     camera: str = "head"
-    kind: str = "human_demo"
+    kind: SourceKind = "human_demo"
     embodiment: str = "human_hand"
     pose_joints: tuple[str, ...] = POSE_JOINTS
     point_joints: tuple[str, ...] = POINT_JOINTS
