@@ -12,6 +12,12 @@ repeated by remuxing its packets, so making it costs seconds, while decoding it 
   and writes every clip.
 
 Prints frames/s of both, their ratio, and the peak RSS of each.
+
+    .venv/bin/python benchmarks/ingest_video.py --fits FOLDER [--short-side 256] [--fps 0] [--aspect 16:9]
+
+What crop and pad cost on a folder of videos of mixed sizes and orientations (e.g. the real edge-case videos
+with the GR00T ego-view ones): each fit ingested in its own child process (adapter read + DatasetWriter),
+printing frames/s, stored bytes per frame and the share of output pixels that are bars (pad's black).
 """
 
 from __future__ import annotations
@@ -112,6 +118,48 @@ def ingest(folder: str, out: str, options: dict) -> dict:
     return {"clips": clips, "steps": steps, "seconds": time.perf_counter() - start}
 
 
+def fit_cost(folder: str, out: str, options: dict) -> dict:
+    """One fit's ingest of a folder: frames written, shard bytes, seconds, and how many output pixels are
+    bars (pad's black, outside the picture) rather than picture."""
+    from wamdata.format.writer import DatasetWriter
+    from wamdata.sources import Rejected, adapter_for
+
+    start = time.perf_counter()
+    adapter = adapter_for("video_folder", folder, **options)
+    frames = 0
+    bars = 0.0
+    fit = adapter.frame_format.fit
+    with DatasetWriter(out, "bench", adapter.specs()) as writer:
+        for item in adapter.work_items():
+            try:
+                results = list(adapter.read(item))
+            except ValueError:  # a video that cannot be opened: the pipeline would quarantine it
+                continue
+            for result in results:
+                if isinstance(result, Rejected):
+                    continue
+                writer.write(result)
+                info = adapter.format_of(item.key)
+                _, (_, _, height, width) = fit.boxes(info.height, info.width)
+                frames += result.num_steps
+                bars += result.num_steps * (1 - height * width / (fit.height * fit.width))
+        writer.close()
+    seconds = time.perf_counter() - start
+    shard_bytes = sum(p.stat().st_size for p in Path(out).rglob("*.tar"))
+    return {"frames": frames, "bytes": shard_bytes, "seconds": seconds, "bars": bars / frames}
+
+
+def compare_fits(folder: str, options: dict) -> None:
+    print(f"{'fit':<6}{'frames':>8}{'frames/s':>10}{'bytes/frame':>13}{'bars':>7}  options: {options}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for fit in ("crop", "pad"):
+            result, _ = in_child("fit_cost", folder, str(Path(tmp) / fit), {**options, "fit": fit})
+            spec = json.loads((Path(tmp) / fit / "dataset.json").read_text())["sources"]["videos"]
+            size = f"{spec['cameras']['rgb']['width']}x{spec['cameras']['rgb']['height']}"
+            print(f"{fit:<6}{result['frames']:>8}{result['frames'] / result['seconds']:>10.0f}"
+                  f"{result['bytes'] / result['frames']:>13.0f}{result['bars']:>7.1%}  {size}")
+
+
 def in_child(function: str, *args: object) -> tuple[dict, float]:
     """Run ``function(*args)`` of this file in a new process: (its result, its peak RSS in GB)."""
     # The peak is the child's own VmHWM: getrusage's ru_maxrss survives exec on Linux, so a child of a large
@@ -135,7 +183,15 @@ def main() -> None:
     parser.add_argument("--short-side", type=int, default=256)
     parser.add_argument("--fps", type=float, default=0.0, help="output rate; 0 keeps 30")
     parser.add_argument("--clip-seconds", type=float, default=4.0)
+    parser.add_argument("--fits", metavar="FOLDER", help="compare fit: crop and fit: pad on this folder of videos")
+    parser.add_argument("--aspect", help="with --fits: the clips' aspect ratio (default: the most common)")
     args = parser.parse_args()
+    if args.fits:
+        options = {"short_side": args.short_side, "clip_seconds": args.clip_seconds}
+        options.update({"fps": args.fps} if args.fps else {})
+        options.update({"aspect": args.aspect} if args.aspect else {})
+        compare_fits(args.fits, options)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "videos"
         folder.mkdir()

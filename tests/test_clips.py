@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from wamdata.sources import Rejected
-from wamdata.sources.clips import Clip, ClipOptions, ClipRequest, array_frames, cut_clips, sliding_windows, split_long
+from wamdata.sources.clips import (
+    Clip,
+    ClipRequest,
+    WindowOptions,
+    array_frames,
+    cut_clips,
+    sliding_windows,
+    split_long,
+)
 
 FRAMES = np.arange(50, dtype=np.uint8)[:, None, None, None] * np.ones((1, 4, 6, 3), np.uint8)  # 5 s at 10 fps
 
@@ -44,9 +52,9 @@ def test_resampling_down_and_up() -> None:
 
 
 def test_windows_min_stop_and_order() -> None:
-    windows = cut(sliding_windows(ClipOptions(clip_seconds=2.0, stride_seconds=1.5)))
+    windows = cut(sliding_windows(2.0, 1.5))
     assert [(w.request.start, len(w.frames)) for w in windows] == [(0.0, 20), (1.5, 20), (3.0, 20)]
-    short = list(cut_clips(array_frames(FRAMES[:5], 10.0), sliding_windows(ClipOptions(clip_seconds=2.0)),
+    short = list(cut_clips(array_frames(FRAMES[:5], 10.0), sliding_windows(2.0),
                            None, "v", "v.mp4"))
     assert len(short) == 1 and "after the video's end at 0.500s" in short[0].reason  # shorter than one window
     (clamped,) = cut([ClipRequest("n", 4.0, 6.0, min_stop=4.5)])
@@ -60,5 +68,5 @@ def test_split_long() -> None:
     assert [(p.key, p.start, p.stop, p.language) for p in parts] == [
         ("s/part-0", 1.0, 2.0, "text"), ("s/part-1", 2.0, 3.0, "text"), ("s/part-2", 3.0, 3.5, "text")]
     assert split_long(ClipRequest("s", 1.0, 2.0), 1.0) == [ClipRequest("s", 1.0, 2.0)]
-    with pytest.raises(ValueError, match="clip_seconds must be positive"):
-        ClipOptions(clip_seconds=0)
+    with pytest.raises(ValueError, match="option clip_seconds must be positive, got 0"):
+        WindowOptions(clip_seconds=0)

@@ -99,3 +99,36 @@ def test_resampled_windows_keep_poses_aligned(egodex: Path, tmp_path: Path) -> N
     np.testing.assert_allclose(second.arrays["human_action"][:-1, 0], 0.03, atol=1e-6)
     assert second.meta["info"]["camera_intrinsic"][0] == [25.0, 0.0, 16.0]  # scaled with the frames
     assert second.frames("head").shape == (10, 32, 32, 3)
+
+
+def blob_centroid(frame: np.ndarray) -> np.ndarray:
+    """(x, y) of the bright square's centre, in pixel coordinates from the top-left corner."""
+    grey = frame.astype(np.float64).mean(-1)
+    weight = np.clip(grey - 100, 0, None)
+    ys, xs = np.mgrid[0 : grey.shape[0], 0 : grey.shape[1]] + 0.5
+    return np.array([(weight * xs).sum(), (weight * ys).sum()]) / weight.sum()
+
+
+@pytest.mark.parametrize("fit", ["crop", "pad"])
+def test_intrinsic_follows_the_crop_or_pad_and_the_resize(fit: str, tmp_path: Path) -> None:
+    """A 96x64 video of a bright square where the file's camera projects a 3-D point, brought to 1:1 at short
+    side 32: the stored intrinsic projects that point where the square is in the stored frames."""
+    intrinsic = np.array([[50.0, 0, 48], [0, 50.0, 32], [0, 0, 1]])
+    point = np.array([0.44, -0.24, 1.0])  # projects to (70, 20) in the 96x64 frame: inside the 1:1 crop
+    x, y = (intrinsic @ point)[:2]
+    frames = np.full((30, 64, 96, 3), 30, np.uint8)
+    frames[:, round(y) - 6 : round(y) + 6, round(x) - 6 : round(x) + 6] = 220
+    write_video(tmp_path / "egodex" / "task" / "0.mp4", frames, 30)
+    write_tracking(tmp_path / "egodex" / "task" / "0.hdf5", ["camera", "leftHand", "rightHand", *POINT_JOINTS])
+    with h5py.File(tmp_path / "egodex" / "task" / "0.hdf5", "r+") as f:
+        f["camera/intrinsic"][...] = intrinsic
+    adapter = adapter_for("egodex", str(tmp_path / "egodex"), short_side=32, aspect="1:1", fit=fit)
+    dataset, _ = ingest(adapter, tmp_path / "out")
+    episode = dataset.read_episode(0)
+    stored = np.asarray(episode.meta["info"]["camera_intrinsic"])
+    assert episode.frames("head").shape[1:3] == (32, 32)
+    projected = (stored @ point)[:2]
+    # crop: columns 16..80 kept, halved: (27, 10); pad: a third, 21 rows of picture from row 5: (23.3, 11.6)
+    assert projected == pytest.approx((27.0, 10.0) if fit == "crop" else (70 / 3, 5 + 20 * 21 / 64), abs=1e-6)
+    for frame in episode.frames("head")[::10]:
+        np.testing.assert_allclose(blob_centroid(frame), projected, atol=0.3)

@@ -4,6 +4,7 @@ negative DTS, corrupt h264, AV1) and on a variable-frame-rate file: clip counts,
 from __future__ import annotations
 
 import shutil
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -11,10 +12,11 @@ import av
 import numpy as np
 import pytest
 
-from conftest import assert_frames_are, best_match, cell_frames, ingest
+from conftest import assert_frames_are, best_match, cell_frames, episodes_by_start, ingest
 from wamdata.media.codec import psnr
-from wamdata.media.decode import decode_frames
+from wamdata.media.decode import VideoDecodeError, decode_frames
 from wamdata.sources import adapter_for
+from wamdata.sources.base import DefaultChosen
 
 EDGE = "video_edge_cases"
 
@@ -101,23 +103,42 @@ def test_corrupt_video_keeps_the_good_clips_and_records_why(real_data: Path, tmp
         assert_frames_are(episode.frames("rgb"), source, first)
 
 
-def test_unreadable_video_raises_naming_it_and_mixed_sizes_are_refused(real_data: Path, tmp_path: Path) -> None:
-    folder = folder_with(tmp_path, real_data / EDGE / "av1_labeled_frames.mp4")
+def test_unreadable_video_keeps_its_reason_and_mixed_videos_get_one_rate_and_size(real_data: Path,
+                                                                                tmp_path: Path) -> None:
+    """A file that is no video fails only its own work item, naming it; an AV1 640x480 20 fps video and an
+    H.264 426x240 30 fps Matroska video share one source at the lowest rate and the largest 4:3 size neither
+    is enlarged to (320x240, the first video's aspect ratio: each ratio is held by one video), announced."""
+    av1, pancake_video = real_data / EDGE / "av1_labeled_frames.mp4", real_data / EDGE / "flipping_a_pancake.mkv"
+    folder = folder_with(tmp_path, av1, pancake_video)
     (folder / "broken.mp4").write_bytes(b"not a video at all" * 100)
-    adapter = adapter_for("video_folder", str(folder), clip_seconds=0.5)
-    (spec,) = adapter.specs()  # the broken file is left out of the format
-    assert (spec.fps, spec.cameras["rgb"].height) == (20.0, 480)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DefaultChosen)
+        adapter = adapter_for("video_folder", str(folder), clip_seconds=0.5)
+        (spec,) = adapter.specs()  # the broken file is left out of the format
+    notes = [str(w.message) for w in caught if w.category is DefaultChosen]
+    assert len(notes) == 2
+    assert "run at 20, 30 fps" in notes[0] and "lowest, 20 fps" in notes[0] and "set the fps option" in notes[0]
+    assert "640x480, 426x240" in notes[1] and "every clip is 320x240 (4:3" in notes[1] and "centre-cropped" in notes[1]
+    assert (spec.fps, spec.cameras["rgb"].height, spec.cameras["rgb"].width) == (20.0, 240, 320)
     items = {item.key: item for item in adapter.work_items()}
-    assert sorted(items) == ["av1_labeled_frames.mp4", "broken.mp4"]
-    with pytest.raises(ValueError, match="broken.mp4"):
+    assert sorted(items) == ["av1_labeled_frames.mp4", "broken.mp4", "flipping_a_pancake.mkv"]
+    with pytest.raises(VideoDecodeError, match="broken.mp4: not a readable video container"):
         list(adapter.read(items["broken.mp4"]))
-    assert len(list(adapter.read(items["av1_labeled_frames.mp4"]))) == 4  # 40 frames at 20 fps, 0.5 s clips
-    shutil.copy(real_data / EDGE / "flipping_a_pancake.mkv", folder)
-    with pytest.raises(ValueError, match=r"videos differ in \(fps, height, width\).*set the fps option"):
-        adapter_for("video_folder", str(folder), clip_seconds=0.5).specs()
-    sizes = r"av1_labeled_frames.mp4 \(10, 64, 86\), flipping_a_pancake.mkv \(10, 64, 114\)"
-    with pytest.raises(ValueError, match=sizes):
-        adapter_for("video_folder", str(folder), fps=10, short_side=64).specs()
+    dataset, rejected = ingest(adapter, tmp_path / "out", keys=["av1_labeled_frames.mp4", "flipping_a_pancake.mkv"])
+    assert rejected == []
+    by_video: dict[str, list] = {}
+    for episode in episodes_by_start(dataset):
+        by_video.setdefault(episode.meta["info"]["video"], []).append(episode)
+    assert len(by_video["av1_labeled_frames.mp4"]) == 4  # 40 frames at 20 fps, 0.5 s clips
+    # 10.33 s at 30 fps resampled to 20: 0.5 s clips of 10 frames; the second shows source frames 15, 16, 18, .., 28
+    pancake = by_video["flipping_a_pancake.mkv"]
+    assert len(pancake) == 20 and {e.meta["num_steps"] for e in pancake} == {10}
+    second = pancake[1]
+    assert second.meta["fps"] == 20.0 and second.meta["info"]["source_frames"] == [15, 29]
+    source = decode_frames(pancake_video, 15, 30)
+    centre = source[:, :, 53:373]  # 426 wide cut to 320: 53 columns off the left, 53 off the right
+    for k, frame in enumerate(second.frames("rgb")):
+        assert psnr(frame, centre[(3 * k) // 2]) >= 35.0, k
 
 
 def test_variable_frame_rate_is_resampled_by_timestamp(tmp_path: Path) -> None:

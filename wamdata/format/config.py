@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -23,6 +24,23 @@ from wamdata.format.schema import SchemaError, schema_file
 T = TypeVar("T")
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML as version 1.2 reads ``16:9``: as text. Version 1.1, which PyYAML follows, reads digits joined by
+    colons as a base-60 number (``16:9`` -> 969), which no configuration means (an aspect ratio, a time)."""
+
+
+_ConfigLoader.yaml_implicit_resolvers = {first: list(resolvers)
+                                         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _first in "+-0123456789":
+    _ConfigLoader.yaml_implicit_resolvers.setdefault(_first, []).insert(
+        0, ("tag:yaml.org,2002:str", re.compile(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")))
+
+
+def read_yaml(text: str) -> Any:
+    """A YAML document as plain values (safe: no Python objects), ``16:9`` as text."""
+    return yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader: builds no Python objects
+
+
 class ConfigError(SchemaError):
     """A configuration value that is missing, unknown or of the wrong type; the message names its origin and key."""
 
@@ -31,7 +49,7 @@ def load_yaml(path: str | Path, schema_name: str) -> dict[str, Any]:
     """A YAML document validated against ``schemas/v1/<schema_name>``."""
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = read_yaml(path.read_text())
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
     except yaml.YAMLError as e:
@@ -55,7 +73,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key.strip():
         raise ConfigError(f"--set {text}: expected key=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = read_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as e:
         raise ConfigError(f"--set {text}: the value is not valid YAML: {e}") from None
     return key.strip().split("."), value

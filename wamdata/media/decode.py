@@ -34,7 +34,6 @@ class VideoDecodeError(ValueError):
     """The input is not a decodable video or is corrupt where the requested frames lie."""
 
 
-
 @dataclass(frozen=True)
 class VideoInfo:
     num_frames: int
@@ -45,7 +44,6 @@ class VideoInfo:
 
 
 VideoSource = bytes | str | os.PathLike
-
 
 
 def _require_file(video: VideoSource) -> None:

@@ -1,74 +1,342 @@
-"""Cutting long videos into clips, shared by every video source (video folders, EPIC-KITCHENS, Ego4D, ...).
+"""What every video source shares (video folders, EPIC-KITCHENS, Ego4D, EgoDex, EgoMimic): its options, one
+frame rate and frame size for all its clips, and cutting long videos into clips.
 
-A video is read in one forward pass (``wamdata.media.decode.iter_frames``, or ``image_folder_frames`` for folders
-of extracted frames) and cut as it streams: only the clips open at the current time are held in memory,
-so a video of any length is cut in memory bounded by its longest clip.
+**One rate, one size.** A source's clips all have one rate and one frame size, whatever its videos run at.
+Videos at several rates are resampled to one: ``fps`` when set, else the lowest rate among them (resampling
+down never shows a frame twice; it drops frames of the faster videos). Videos of several sizes or
+orientations (counted upright, as they are shown) go to one size through ``wamdata.media.frames.FrameFit``
+(the one resize): ``fit: crop`` (the default) cuts the centre of each frame at the target aspect ratio,
+``fit: pad`` letterboxes the whole frame in black; ``aspect`` ("16:9", "1:1") sets that ratio, by default
+the most common one among the videos. ``short_side`` sets the size; without it, the size of the videos when
+they all agree, else the largest size at that aspect to which no video has to be enlarged (when all share
+the aspect ratio: the smallest video). Every such choice is announced as a ``DefaultChosen`` warning naming
+what was found and the option that changes it.
 
-Clips are either *requested* (an annotation row: a segment [start, stop) in seconds, or a window around
-a narration) or *sliding windows* (length and stride in seconds). Frames are resampled to a target rate
-by timestamp, so variable frame rate input comes out at a constant rate: output frame k is shown at
-``k / fps`` seconds and is the source frame on screen at that time (the last one whose timestamp is not
-after it). Without a target rate every source frame is kept, at its own time.
+Crop keeps every output pixel filled with picture at the cost of the edges of frames of another shape; pad
+keeps the whole picture at the cost of bars (black, no picture) and of resolution: the picture is shrunk
+to fit inside. Measured with ``benchmarks/ingest_video.py --fits`` on the real edge-case videos plus the
+five GR00T ego-view videos (1140 frames at 10 fps, 2 s clips): at short side 64 and the most common aspect
+(1:1), pad stores 485 bytes a frame against crop's 503, with 5.0% of output pixels bars; at 16:9 (114x64)
+pad stores 521 against 799, with 38.9% bars, since the six square videos shrink to 64x64 inside each frame;
+frames/s are within run-to-run noise (438-595 on two shared cores). Crop is the default because a model
+trained on the clips then never spends pixels or capacity on bars; pad is for when the whole field of view
+matters more (the hands at the edge of a portrait video).
 
-Whatever cannot be cut (a segment past the end of the video, a clip shorter than one frame, frames that
-fail to decode) comes out as a ``Rejected`` naming the clip and the reason, in place of that clip; the
-clips before and after it are still cut.
+**Corrupt input never ends a run.** Every video is probed once, when the source is described; a video that
+cannot be opened or probed is kept with its reason, left out of the choice of rate and size, and its work
+item's ``read`` raises that reason, so the pipeline quarantines it and ingests the videos beside it.
+
+**Cutting.** A video is read in one forward pass (``wamdata.media.decode.iter_frames``, or
+``image_folder_frames`` for folders of extracted frames) and cut as it streams: only the clips open at the
+current time are held in memory, so a video of any length is cut in memory bounded by its longest clip.
+Clips are either *requested* (an annotation row: a segment [start, stop) in seconds, or a window around a
+narration) or *sliding windows* (length and stride in seconds). Frames are resampled to the target rate by
+timestamp, so variable frame rate input comes out at a constant rate: output frame k is shown at ``k / fps``
+seconds and is the source frame on screen at that time (the last one whose timestamp is not after it).
+Without resampling every source frame is kept, at its own time. Whatever cannot be cut (a segment past the
+end of the video, a clip shorter than one frame, frames that fail to decode) comes out as a ``Rejected``
+naming the clip and the reason, in place of that clip; the clips before and after it are still cut.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterable, Iterator
+import warnings
+from abc import abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 from PIL import Image
 
-from wamdata.format.schema import Episode
+from wamdata.format.schema import ArraySpec, CameraSpec, Episode, SourceSpec
+from wamdata.media.codec import codec_with
 from wamdata.media.decode import VideoDecodeError, VideoInfo, probe_video
-from wamdata.media.frames import resize_image, resized_size
-from wamdata.sources.base import Rejected
+from wamdata.media.frames import FrameFit, resized_size
+from wamdata.sources.base import DefaultChosen, Rejected, SourceAdapter
 
 # Timestamps are compared with this slack (seconds): far below one frame at any real rate, far above the
 # rounding of a frame number divided by a rate such as 60000/1001.
 TIME_TOLERANCE = 1e-4
+# Rates closer than this (frames/s) are one rate: a container's average rate is a rounded ratio.
+RATE_TOLERANCE = 1e-3
+# Frame sizes whose aspect ratios differ by less than this fraction share one (426x240 is 16:9 to 0.2%).
+ASPECT_TOLERANCE = 0.01
+
+
+# ------------------------------------------------------------------------------------------- options
+
+# wamdata.format.schema.SOURCE_KINDS, as a type the options check against.
+SourceKind = Literal["teleop", "human_demo", "egocentric_video", "sim", "generated"]
+
+
+def check_positive(options: object, *names: str) -> None:
+    for name in names:
+        value = getattr(options, name)
+        if value is not None and not value > 0:
+            raise ValueError(f"option {name} must be positive, got {value!r}")
+
+
+def parse_aspect(text: str) -> tuple[int, int]:
+    """"16:9" -> (16, 9); ValueError on anything but two positive whole numbers."""
+    width, sep, height = text.partition(":")
+    if not (sep and width.strip().isdigit() and height.strip().isdigit() and int(width) and int(height)):
+        raise ValueError(f"option aspect must be WIDTH:HEIGHT in whole numbers (e.g. \"16:9\"), got {text!r}")
+    return int(width), int(height)
 
 
 @dataclass(frozen=True)
 class ClipOptions:
-    """How every video source cuts clips; adapters read these keys from their options.
+    """How every video source's frames come out (see the module's docstring for the choices without them).
 
-    ``fps``: output rate (None keeps the source's frames and rate). ``short_side``: resize so the shorter
-    side is this many pixels, keeping the aspect ratio (None keeps the size). ``clip_seconds`` and
-    ``stride_seconds``: sliding windows (stride None means back to back). Annotated segments longer than
-    ``max_clip_seconds`` are split into pieces of at most that length (None keeps them whole).
+    ``fps``: the clips' rate. ``short_side``: the shorter side of the clips' frames, in pixels. ``fit``:
+    "crop" or "pad", how a frame of another aspect ratio is brought to the clips'. ``aspect``: the clips'
+    aspect ratio, "WIDTH:HEIGHT". ``video``: codec fields for the stored clips (``{pix_fmt: yuv444p}``).
     """
 
     fps: float | None = None
     short_side: int | None = None
-    clip_seconds: float = 4.0
-    stride_seconds: float | None = None
-    max_clip_seconds: float | None = None
+    fit: Literal["crop", "pad"] = "crop"
+    aspect: str | None = None
+    video: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("fps", "short_side", "stride_seconds", "max_clip_seconds"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"clip option {name} must be positive, got {value!r}")
-        if not self.clip_seconds > 0:
-            raise ValueError(f"clip option clip_seconds must be positive, got {self.clip_seconds!r}")
+        check_positive(self, "fps", "short_side")
+        if self.aspect is not None:
+            parse_aspect(self.aspect)
+        codec_with(self.video)  # a mistyped codec field fails here, with the other options
 
-    @classmethod
-    def from_options(cls, options: dict[str, Any]) -> ClipOptions:
-        """The clip options among an adapter's keyword options (the others are the adapter's own)."""
-        return cls(**{name: options[name] for name in cls.__dataclass_fields__ if name in options})
+
+@dataclass(frozen=True)
+class WindowOptions(ClipOptions):
+    """Clip options plus sliding windows: ``clip_seconds`` long (None: one clip per video, for the adapters
+    whose videos are episodes), every ``stride_seconds`` (None: back to back)."""
+
+    clip_seconds: float | None = None
+    stride_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(self, "clip_seconds", "stride_seconds")
+
+
+@dataclass(frozen=True)
+class SourceNaming:
+    """What a one-source video adapter's episodes are called and counted as: ``source`` (the source's name),
+    ``camera`` (its one camera), ``kind`` (source_kind), ``embodiment``."""
+
+    source: str = "videos"
+    camera: str = "rgb"
+    kind: SourceKind = "egocentric_video"
+    embodiment: str = "human"
+
+
+# ------------------------------------------------------------------------------ one rate, one size
+
+
+@dataclass(frozen=True)
+class FrameFormat:
+    """What every clip of a source has: its rate ``fps``, the rate frames are resampled to (None: every video
+    runs at ``fps`` and keeps its own frames) and the fit that brings each frame to the clips' size."""
+
+    fps: float
+    resample: float | None
+    fit: FrameFit
 
     @property
-    def stride(self) -> float:
-        return self.stride_seconds or self.clip_seconds
+    def height(self) -> int:
+        return self.fit.height
+
+    @property
+    def width(self) -> int:
+        return self.fit.width
+
+
+def resolve_format(formats: Mapping[str, VideoInfo], options: ClipOptions, what: str) -> FrameFormat:
+    """The rate and frame size of ``what`` (a source or a camera of one), from the probed format of each of
+    its readable videos and the options; a choice the options left open is announced as DefaultChosen."""
+    if not formats:
+        raise ValueError(f"{what}: no readable video to take a frame rate and size from")
+    fps, resample = _resolve_rate(formats, options.fps, what)
+    height, width = _resolve_size(formats, options, what)
+    return FrameFormat(fps, resample, FrameFit(height, width, options.fit))
+
+
+def _rate_text(rate: float) -> str:
+    return f"{rate:.3f}".rstrip("0").rstrip(".")
+
+
+def _resolve_rate(formats: Mapping[str, VideoInfo], fps: float | None, what: str) -> tuple[float, float | None]:
+    if fps is not None:
+        return fps, fps
+    rates: list[float] = []
+    for rate in sorted(info.fps for info in formats.values() if info.fps > 0):
+        if not rates or rate - rates[-1] > RATE_TOLERANCE:
+            rates.append(rate)
+    if not rates:
+        raise ValueError(f"{what}: no video declares its frame rate; set the fps option")
+    if len(rates) == 1:
+        return rates[0], None
+    warnings.warn(
+        f"{what}: the videos run at {', '.join(_rate_text(r) for r in rates)} fps; every clip is resampled to the "
+        f"lowest, {_rate_text(rates[0])} fps, which drops frames of the faster videos and repeats none "
+        "(set the fps option to choose the rate)", DefaultChosen, stacklevel=2)
+    return rates[0], rates[0]
+
+
+def _aspect_text(width: int, height: int) -> str:
+    ratio = Fraction(width, height)
+    return f"{ratio.numerator}:{ratio.denominator}" if ratio.denominator <= 32 else f"{width / height:.3f}:1"
+
+
+def _resolve_size(formats: Mapping[str, VideoInfo], options: ClipOptions, what: str) -> tuple[int, int]:
+    """(height, width) of the clips: see the module's docstring."""
+    sizes: dict[tuple[int, int], int] = {}
+    for info in formats.values():
+        sizes[(info.width, info.height)] = sizes.get((info.width, info.height), 0) + 1
+    groups: list[list[Any]] = []  # [(width, height) of the first size of an aspect ratio, count of videos]
+    for (width, height), count in sizes.items():
+        group = next((g for g in groups if abs(width * g[0][1] - height * g[0][0]) <= ASPECT_TOLERANCE
+                      * height * g[0][0]), None)
+        if group is None:
+            groups.append([(width, height), count])
+        else:
+            group[1] += count
+    most = max(count for _, count in groups)
+    common = next(size for size, count in groups if count == most)  # ties: the first in input order
+    aspect_w, aspect_h = parse_aspect(options.aspect) if options.aspect else common
+    fit = "centre-cropped" if options.fit == "crop" else "letterboxed in black"
+    if options.aspect:
+        aspect_note = f"{_aspect_text(aspect_w, aspect_h)}, the aspect option"
+    else:
+        tied = sum(count == most for _, count in groups) > 1
+        aspect_note = (f"{_aspect_text(aspect_w, aspect_h)}, "
+                       + ("the first video's of the most common aspect ratios" if tied else
+                          f"the aspect ratio of {most} of {len(formats)} videos"))
+    if options.short_side is not None:
+        width, height = resized_size(aspect_w, aspect_h, options.short_side)
+        if len(groups) > 1 and not options.aspect:
+            warnings.warn(f"{what}: the videos have {len(groups)} aspect ratios ({_size_list(sizes)}); every clip "
+                          f"is {width}x{height} ({aspect_note}), other frames {fit} (set the aspect option, and "
+                          "fit: crop or pad, to choose)", DefaultChosen, stacklevel=3)
+        return height, width
+    if len(sizes) == 1 and not options.aspect:
+        (width, height), = sizes
+        if width % 2 == 0 and height % 2 == 0:
+            return height, width
+    # The largest size at the aspect ratio for which no video is enlarged: a cropped frame must cover the
+    # output in both directions, a padded one must fill it in one.
+    bound = min if options.fit == "crop" else max
+    scale = min(bound(h / aspect_h, w / aspect_w) for w, h in sizes)
+    width, height = 2 * max(1, math.floor(scale * aspect_w / 2)), 2 * max(1, math.floor(scale * aspect_h / 2))
+    warnings.warn(f"{what}: the videos are {_size_list(sizes)}; every clip is {width}x{height} ({aspect_note}; "
+                  f"the largest size no video is enlarged to), other frames {fit} (set short_side, aspect, and fit: "
+                  "crop or pad, to choose)", DefaultChosen, stacklevel=3)
+    return height, width
+
+
+def _size_list(sizes: Mapping[tuple[int, int], int], most: int = 6) -> str:
+    listed = [f"{w}x{h}" + (f" ({n} videos)" if n > 1 else "") for (w, h), n in list(sizes.items())[:most]]
+    return ", ".join(listed) + (f" and {len(sizes) - most} more sizes" if len(sizes) > most else "")
+
+
+def camera_spec(frame_format: FrameFormat, video: dict[str, Any] | None) -> CameraSpec:
+    """The spec of a camera whose clips have ``frame_format``, stored with the codec fields ``video``."""
+    return CameraSpec(frame_format.height, frame_format.width, codec_with(video).to_json())
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """``probe_video`` with the file named in its error (a work item's reason must say which file). A missing
+    file stays a FileNotFoundError; whatever else fails while opening or probing is a VideoDecodeError."""
+    try:
+        return probe_video(path)
+    except FileNotFoundError:
+        raise
+    except VideoDecodeError as exc:
+        raise VideoDecodeError(f"{path}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - a demuxer's or decoder's failure on a damaged file, of any type
+        raise VideoDecodeError(f"{path}: {type(exc).__name__}: {exc}") from exc
+
+
+def probe_all(paths: Mapping[str, Path]) -> dict[str, VideoInfo | Exception]:
+    """Each video probed, by key; a video that cannot be probed has the error in place of its format."""
+    probed: dict[str, VideoInfo | Exception] = {}
+    for key, path in paths.items():
+        try:
+            probed[key] = probe(path)
+        except (VideoDecodeError, OSError) as exc:
+            probed[key] = exc
+    return probed
+
+
+class VideoClipSource(SourceAdapter):
+    """A source of clips cut from videos, one camera, one source: ``Options`` holds ``ClipOptions`` and
+    ``SourceNaming``. Subclasses say where each work item's video is and what it holds (``video_formats``),
+    and read it with ``clips``; the rate, the frame size and the spec are resolved here, once."""
+
+    Options: ClassVar[type]  # a frozen dataclass of ClipOptions (or WindowOptions), SourceNaming and its own
+
+    def __init__(self, input: str, **options: Any) -> None:
+        super().__init__(input, **options)
+        self.root = Path(input)
+
+    @abstractmethod
+    def video_formats(self) -> dict[str, VideoInfo | Exception]:
+        """Each work item's video format (by the item's key), or the error that kept it from being read."""
+
+    def description(self) -> str:
+        return f"videos under {self.root}"
+
+    def arrays(self) -> dict[str, ArraySpec]:
+        """The per-step arrays of the source's episodes (none: video alone)."""
+        return {}
+
+    @cached_property
+    def probed(self) -> dict[str, VideoInfo | Exception]:
+        return self.video_formats()
+
+    def format_of(self, key: str) -> VideoInfo:
+        """The probed format of a work item's video; raises what kept it from being probed."""
+        result = self.probed[key]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    @cached_property
+    def frame_format(self) -> FrameFormat:
+        readable = {key: info for key, info in self.probed.items() if isinstance(info, VideoInfo)}
+        return resolve_format(readable, self.options, f"source {self.options.source!r}")
+
+    def describe(self) -> list[SourceSpec]:
+        options = self.options
+        return [SourceSpec(
+            name=options.source,
+            kind=options.kind,
+            format=self.format,
+            embodiment=options.embodiment,
+            fps=self.frame_format.fps,
+            cameras={options.camera: camera_spec(self.frame_format, options.video)},
+            arrays=self.arrays(),
+            uri=str(self.root),
+            description=self.description(),
+        )]
+
+    def clips(self, frames: Iterable[Frame], requests: Iterable[ClipRequest], key: str, where: str
+              ) -> Iterator[Clip | Rejected]:
+        """``cut_clips`` at the source's rate and frame size."""
+        return cut_clips(frames, requests, self.frame_format.resample, key, where, self.frame_format.fit)
+
+    def episodes(self, results: Iterable[Clip | Rejected], key: str, **episode: Any) -> Iterator[Episode | Rejected]:
+        """``clip_episodes`` of this source's camera (``episode``: clip_episodes' optional arguments)."""
+        return clip_episodes(results, self.options.source, self.options.camera, key, **episode)
+
+
+# ------------------------------------------------------------------------------------------- cutting
 
 
 @dataclass(frozen=True)
@@ -147,36 +415,6 @@ def clip_episodes(
             info={"video": video_key, **(info or {}), **result.info},
         )
 
-
-def probe(path: str | Path) -> VideoInfo:
-    """``probe_video`` with the file named in its error (a work item's reason must say which file)."""
-    try:
-        return probe_video(path)
-    except VideoDecodeError as exc:
-        raise VideoDecodeError(f"{path}: {exc}") from exc
-
-
-def common_format(formats: dict[str, VideoInfo], options: ClipOptions) -> tuple[float, int, int]:
-    """(fps, height, width) every clip of a source will have, from each video's probed format: one
-    source has one rate and one frame size, so videos that differ need ``fps`` / ``short_side`` options
-    (and one aspect ratio); otherwise this raises, naming two videos that differ."""
-    if not formats:
-        raise ValueError("no videos to take a format from")
-    shapes: dict[tuple[float, int, int], str] = {}
-    for name, info in formats.items():
-        width, height = (info.width, info.height)
-        if options.short_side is not None:
-            width, height = resized_size(width, height, options.short_side)
-        shapes.setdefault((options.fps or info.fps, height, width), name)
-    if len(shapes) > 1:
-        (a, first), (b, second) = list(shapes.items())[:2]
-        raise ValueError(
-            f"videos differ in (fps, height, width) after resizing: {first} {a}, {second} {b}; "
-            "set the fps option, short_side, or ingest them as separate sources"
-        )
-    return next(iter(shapes))
-
-
 def split_long(request: ClipRequest, max_seconds: float | None) -> list[ClipRequest]:
     """A segment as pieces of at most max_seconds (the last may be shorter); one piece if it fits."""
     if max_seconds is None or request.stop - request.start <= max_seconds + TIME_TOLERANCE:
@@ -200,16 +438,14 @@ def whole_video() -> list[ClipRequest]:
     return [ClipRequest(key="all", start=0.0, stop=math.inf, min_stop=0.0)]
 
 
-def sliding_windows(options: ClipOptions) -> Iterator[ClipRequest]:
-    """Windows of clip_seconds every stride seconds, without end: those past the video are dropped."""
+def sliding_windows(clip_seconds: float, stride_seconds: float | None = None) -> Iterator[ClipRequest]:
+    """Windows of clip_seconds every stride_seconds (None: back to back), without end: those past the video
+    are dropped."""
+    stride = stride_seconds or clip_seconds
     for i in itertools.count():
-        start = i * options.stride
-        yield ClipRequest(
-            key=f"{start:.3f}-{start + options.clip_seconds:.3f}s",
-            start=start,
-            stop=start + options.clip_seconds,
-            required=False,
-        )
+        start = i * stride
+        yield ClipRequest(key=f"{start:.3f}-{start + clip_seconds:.3f}s", start=start, stop=start + clip_seconds,
+                          required=False)
 
 
 def _output_frames(frames: Iterable[Frame], fps: float | None) -> Iterator[tuple[float, Frame]]:
@@ -345,21 +581,6 @@ def _finished(clip: _OpenClip, fps: float | None, video_key: str, where: str, en
         rate = f"{fps} fps" if fps else "the video's rate"
         return _reject(clip.request, video_key, where, f"holds no frame at {rate}")
     return clip.clip(min(clip.request.stop, end))
-
-
-# ---------------------------------------------------------------------------------- extracted frames
-
-
-def short_side_fit(short_side: int | None) -> Callable[[np.ndarray], np.ndarray] | None:
-    """A frame resized (the one resize) so its shorter side is short_side, keeping the aspect ratio; None keeps
-    frames as they are."""
-    if short_side is None:
-        return None
-
-    def fit(rgb: np.ndarray) -> np.ndarray:
-        width, height = resized_size(rgb.shape[1], rgb.shape[0], short_side)
-        return resize_image(rgb, height, width)
-    return fit
 
 
 @dataclass

@@ -7,11 +7,15 @@ either a window around each narration (``clips: narrations``, the default: [t - 
 the clip options' clip_seconds / stride_seconds) carrying every narration that falls inside it. Each video
 is one work item, streamed once whatever its length.
 
+Videos of several rates or sizes are resolved to one rate and frame size as ``wamdata.sources.clips`` says.
+
 Options: ``narrations`` (the JSON; default ``narration.json`` in the input folder or its ``annotations/``),
 ``videos`` (folder of ``<video_uid>.mp4``, searched recursively; default the input folder),
-``narration_passes`` (default ``[narration_pass_1]``; pass 2 narrates the same videos again), the clip
-options of ``wamdata.clips.ClipOptions``, ``source`` (default "ego4d"), ``camera`` (default "head");
-``video``: codec fields for the stored clips (e.g. ``{pix_fmt: yuv444p}``).
+``narration_passes`` (default ``[narration_pass_1]``; pass 2 narrates the same videos again), ``clips``,
+``window_seconds``, ``clip_seconds`` (default 4), ``stride_seconds``, ``fps``, ``short_side``, ``fit``
+("crop" or "pad"), ``aspect`` ("16:9"), ``video`` (codec fields of the stored clips, e.g.
+``{pix_fmt: yuv444p}``), ``source`` (default "ego4d"), ``camera`` (default "head"), ``kind`` (default
+"egocentric_video"), ``embodiment`` (default "human").
 """
 
 from __future__ import annotations
@@ -19,49 +23,50 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from wamdata.format.schema import CameraSpec, Episode, SourceSpec
-from wamdata.media.codec import codec_with
-from wamdata.media.decode import VideoDecodeError, iter_frames, probe_video
-from wamdata.sources.base import Rejected, SourceAdapter, WorkItem, register
+from wamdata.format.schema import Episode
+from wamdata.media.decode import VideoInfo, iter_frames
+from wamdata.sources.base import Rejected, WorkItem, register
 from wamdata.sources.clips import (
     Clip,
-    ClipOptions,
     ClipRequest,
-    clip_episodes,
-    common_format,
-    cut_clips,
-    short_side_fit,
+    SourceNaming,
+    VideoClipSource,
+    WindowOptions,
+    probe_all,
     sliding_windows,
 )
 
-DEFAULT_WINDOW_SECONDS = (1.0, 1.0)
-CLIP_MODES = ("narrations", "windows")
+
+@dataclass(frozen=True)
+class Ego4DOptions(WindowOptions, SourceNaming):
+    source: str = "ego4d"
+    camera: str = "head"
+    clip_seconds: float = 4.0
+    clips: Literal["narrations", "windows"] = "narrations"
+    window_seconds: tuple[float, float] = (1.0, 1.0)
+    narration_passes: tuple[str, ...] = ("narration_pass_1",)
+    narrations: str | None = None
+    videos: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if min(self.window_seconds) < 0:
+            raise ValueError(f"option window_seconds must be two times >= 0, got {list(self.window_seconds)}")
 
 
 @register
-class Ego4DSource(SourceAdapter):
+class Ego4DSource(VideoClipSource):
     format = "ego4d"
-
-    def __init__(self, input: str, **options: Any) -> None:
-        super().__init__(input, **options)
-        self.root = Path(input)
-        self.clip_options = ClipOptions.from_options(options)
-        self.mode = options.get("clips", "narrations")
-        if self.mode not in CLIP_MODES:
-            raise ValueError(f"ego4d: clips must be one of {CLIP_MODES}, got {self.mode!r}")
-        self.window = tuple(options.get("window_seconds", DEFAULT_WINDOW_SECONDS))
-        self.passes = list(options.get("narration_passes", ["narration_pass_1"]))
-        self.source = options.get("source", "ego4d")
-        self.camera = options.get("camera", "head")
+    Options = Ego4DOptions
 
     @cached_property
     def narrations(self) -> dict[str, Any]:
-        candidates = [Path(self.options["narrations"])] if "narrations" in self.options else [
+        candidates = [Path(self.options.narrations)] if self.options.narrations else [
             self.root / "narration.json", self.root / "annotations" / "narration.json"
         ]
         path = next((p for p in candidates if p.is_file()), None)
@@ -76,40 +81,30 @@ class Ego4DSource(SourceAdapter):
         return doc
 
     @cached_property
-    def videos(self) -> dict[str, Path]:
-        folder = Path(self.options.get("videos", self.root))
-        return {p.stem: p for p in sorted(folder.rglob("*.mp4"))}
+    def video_folder(self) -> Path:
+        return Path(self.options.videos or self.root)
 
-    def specs(self) -> list[SourceSpec]:
-        formats = {}
-        for uid in sorted(self.narrations):
-            if uid in self.videos:
-                try:
-                    formats[uid] = probe_video(self.videos[uid])
-                except (VideoDecodeError, OSError):
-                    continue  # reading it quarantines it, with the reason
-        fps, height, width = common_format(formats, self.clip_options)
-        return [SourceSpec(
-            name=self.source,
-            kind="egocentric_video",
-            format=self.format,
-            embodiment="human",
-            fps=fps,
-            cameras={self.camera: CameraSpec(height, width, codec_with(self.options.get("video")).to_json())},
-            uri=str(self.root),
-            description=f"Ego4D head-mounted video, clips by {self.mode}",
-        )]
+    @cached_property
+    def videos(self) -> dict[str, Path]:
+        return {p.stem: p for p in sorted(self.video_folder.rglob("*.mp4"))}
+
+    def video_formats(self) -> dict[str, VideoInfo | Exception]:
+        present = {uid: self.videos[uid] for uid in sorted(self.narrations) if uid in self.videos}
+        missing = {uid: FileNotFoundError(f"video {uid}: no {uid}.mp4 under {self.video_folder}")
+                   for uid in self.narrations if uid not in self.videos}
+        return {**probe_all(present), **missing}
+
+    def description(self) -> str:
+        return f"Ego4D head-mounted video, clips by {self.options.clips}"
 
     def work_items(self) -> list[WorkItem]:
-        return [WorkItem(key=uid, path=str(self.videos.get(uid, self.root / f"{uid}.mp4")))
+        return [WorkItem(key=uid, path=str(self.videos.get(uid, self.video_folder / f"{uid}.mp4")))
                 for uid in sorted(self.narrations)]
 
     def read(self, item: WorkItem) -> Iterator[Episode | Rejected]:
-        if not Path(item.path).is_file():
-            folder = self.options.get("videos", self.root)
-            raise FileNotFoundError(f"video {item.key}: no {item.key}.mp4 under {folder}")
+        self.format_of(item.key)  # a missing or unreadable video fails here, with the reason kept
         narrations: list[dict[str, Any]] = []
-        for pass_name in self.passes:
+        for pass_name in self.options.narration_passes:
             for i, narration in enumerate(self.narrations[item.key].get(pass_name, {}).get("narrations", [])):
                 key = f"{pass_name}/{narration.get('annotation_uid', i)}"
                 try:
@@ -124,24 +119,20 @@ class Ego4DSource(SourceAdapter):
                                    "annotation_uid": narration.get("annotation_uid"),
                                    "timestamp_frame": narration.get("timestamp_frame")})
         narrations.sort(key=lambda n: n["time"])
-        options = self.clip_options
         frames = iter_frames(item.path)
-        fit = short_side_fit(options.short_side)
-        if self.mode == "narrations":
-            before, after = self.window
+        if self.options.clips == "narrations":
+            before, after = self.options.window_seconds
             requests = [
                 ClipRequest(key=n["key"], start=max(0.0, n["time"] - before), stop=n["time"] + after,
                             language=n["text"], info={"narration": {k: v for k, v in n.items() if k != "key"}},
                             min_stop=n["time"])
                 for n in narrations
             ]
-            clips = cut_clips(frames, requests, options.fps, item.key, item.path, fit)
+            clips = self.clips(frames, requests, item.key, item.path)
         else:
-            clips = (
-                _with_narrations(clip, narrations)
-                for clip in cut_clips(frames, sliding_windows(options), options.fps, item.key, item.path, fit)
-            )
-        yield from clip_episodes(clips, self.source, self.camera, item.key)
+            windows = sliding_windows(self.options.clip_seconds, self.options.stride_seconds)
+            clips = (_with_narrations(clip, narrations) for clip in self.clips(frames, windows, item.key, item.path))
+        yield from self.episodes(clips, item.key)
 
 
 def _with_narrations(clip: Clip | Rejected, narrations: list[dict[str, Any]]) -> Clip | Rejected:

@@ -15,14 +15,21 @@ Arrays (no robot action: ``has_actions`` is false):
   next pose, is zero.
 - ``confidence``: the tracking confidence of each wrist and point joint.
 
-Options: ``pose_joints``, ``point_joints``, the clip options (fps, short_side, clip_seconds,
-stride_seconds), ``source`` (default "egodex"), ``camera`` (default "head"), ``video_fps`` (30);
-``video``: codec fields for the stored clips (e.g. ``{pix_fmt: yuv444p}``).
+The episodes' ``info.camera_intrinsic`` is the file's ``camera/intrinsic`` brought to the stored frames: the
+crop or pad and the resize that bring each video to the source's one frame size (``wamdata.sources.clips``)
+shift the principal point and scale the focal lengths, in pixel coordinates from the frame's top-left
+corner (as a principal point at (W/2, H/2) for a centred camera implies).
+
+Options: ``pose_joints``, ``point_joints``, ``fps``, ``short_side``, ``fit`` ("crop" or "pad"), ``aspect``
+("16:9"), ``clip_seconds`` (sliding windows; default: one episode per video), ``stride_seconds``, ``video``
+(codec fields of the stored clips, e.g. ``{pix_fmt: yuv444p}``), ``source`` (default "egodex"), ``camera``
+(default "head"), ``kind`` (default "human_demo"), ``embodiment`` (default "human_hand").
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -30,18 +37,16 @@ from typing import Any
 import h5py
 import numpy as np
 
-from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
-from wamdata.media.codec import codec_with
-from wamdata.media.decode import VideoDecodeError, iter_frames, probe_video
-from wamdata.media.frames import resized_size
-from wamdata.sources.base import Rejected, SourceAdapter, WorkItem, register
+from wamdata.format.schema import ArraySpec, Episode, Slice
+from wamdata.media.decode import VideoDecodeError, VideoInfo, iter_frames
+from wamdata.sources.base import Rejected, WorkItem, json_value, register
 from wamdata.sources.clips import (
     Clip,
-    ClipOptions,
-    clip_episodes,
-    cut_clips,
+    SourceKind,
+    SourceNaming,
+    VideoClipSource,
+    WindowOptions,
     probe,
-    short_side_fit,
     sliding_windows,
     whole_video,
 )
@@ -71,21 +76,25 @@ def pose_deltas(transforms: np.ndarray) -> np.ndarray:
     return out
 
 
-@register
-class EgoDexSource(SourceAdapter):
-    format = "egodex"
+@dataclass(frozen=True)
+class EgoDexOptions(WindowOptions, SourceNaming):
+    source: str = "egodex"
+    camera: str = "head"
+    kind: SourceKind = "human_demo"
+    embodiment: str = "human_hand"
+    pose_joints: tuple[str, ...] = POSE_JOINTS
+    point_joints: tuple[str, ...] = POINT_JOINTS
 
-    def __init__(self, input: str, **options: Any) -> None:
-        super().__init__(input, **options)
-        self.root = Path(input)
-        self.clip_options = ClipOptions.from_options(options)
-        self.windows = "clip_seconds" in options
-        self.pose_joints = tuple(options.get("pose_joints", POSE_JOINTS))
-        self.point_joints = tuple(options.get("point_joints", POINT_JOINTS))
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if not set(WRISTS) <= set(self.pose_joints):
-            raise ValueError(f"egodex: pose_joints must include the wrists {WRISTS}, got {self.pose_joints}")
-        self.source = options.get("source", "egodex")
-        self.camera = options.get("camera", "head")
+            raise ValueError(f"option pose_joints must include the wrists {WRISTS}, got {list(self.pose_joints)}")
+
+
+@register
+class EgoDexSource(VideoClipSource):
+    format = "egodex"
+    Options = EgoDexOptions
 
     @cached_property
     def pairs(self) -> list[Path]:
@@ -95,26 +104,32 @@ class EgoDexSource(SourceAdapter):
             raise FileNotFoundError(f"{self.root}: no <task>/<N>.hdf5 files (EgoDex layout)")
         return files
 
-    def specs(self) -> list[SourceSpec]:
-        size = None
+    def key_of(self, hdf5: Path) -> str:
+        return str(hdf5.relative_to(self.root).with_suffix(""))
+
+    def video_formats(self) -> dict[str, VideoInfo | Exception]:
+        formats: dict[str, VideoInfo | Exception] = {}
         for hdf5 in self.pairs:
+            video = hdf5.with_suffix(".mp4")
             try:
-                info = probe_video(hdf5.with_suffix(".mp4"))
-            except (VideoDecodeError, OSError):
-                continue  # reading it quarantines it
-            size = (info.width, info.height)
-            break
-        if size is None:
-            raise FileNotFoundError(f"{self.root}: no readable <task>/<N>.mp4 beside the HDF5 files")
-        width, height = size
-        if self.clip_options.short_side is not None:
-            width, height = resized_size(width, height, self.clip_options.short_side)
+                if not video.is_file():
+                    raise FileNotFoundError(f"{hdf5}: its video {video.name} is missing")
+                formats[self.key_of(hdf5)] = probe(video)
+            except (OSError, VideoDecodeError) as exc:
+                formats[self.key_of(hdf5)] = exc
+        return formats
+
+    def description(self) -> str:
+        return "EgoDex dexterous human manipulation, head camera with tracked hands"
+
+    def arrays(self) -> dict[str, ArraySpec]:
+        pose_joints, point_joints = self.options.pose_joints, self.options.point_joints
         state_slices, offset = [], 0
-        for joint in self.pose_joints:
+        for joint in pose_joints:
             state_slices.append(Slice(f"{joint}_pose", offset, offset + POSE_WIDTH, "m, 6-D rotation",
                                       f"{joint} world position and rotation"))
             offset += POSE_WIDTH
-        for joint in self.point_joints:
+        for joint in point_joints:
             state_slices.append(Slice(f"{joint}_position", offset, offset + 3, "m", f"{joint} world position"))
             offset += 3
         action_slices = tuple(
@@ -122,65 +137,48 @@ class EgoDexSource(SourceAdapter):
                   f"{wrist} pose change to the next step")
             for i, wrist in enumerate(WRISTS)
         )
-        confidence_joints = (*WRISTS, *self.point_joints)
-        return [SourceSpec(
-            name=self.source,
-            kind="human_demo",
-            format=self.format,
-            embodiment="human_hand",
-            fps=self.clip_options.fps or float(self.options.get("video_fps", 30.0)),
-            cameras={self.camera: CameraSpec(height, width, codec_with(self.options.get("video")).to_json())},
-            arrays={
-                "state": ArraySpec("float32", (offset,), tuple(state_slices)),
-                "human_action": ArraySpec("float32", (len(WRISTS) * POSE_WIDTH,), action_slices,
-                                          "wrist pose deltas (not robot actions)"),
-                "confidence": ArraySpec("float32", (len(confidence_joints),), tuple(
-                    Slice(joint, i, i + 1) for i, joint in enumerate(confidence_joints))),
-            },
-            uri=str(self.root),
-            description="EgoDex dexterous human manipulation, head camera with tracked hands",
-        )]
+        confidence_joints = (*WRISTS, *point_joints)
+        return {
+            "state": ArraySpec("float32", (offset,), tuple(state_slices)),
+            "human_action": ArraySpec("float32", (len(WRISTS) * POSE_WIDTH,), action_slices,
+                                      "wrist pose deltas (not robot actions)"),
+            "confidence": ArraySpec("float32", (len(confidence_joints),), tuple(
+                Slice(joint, i, i + 1) for i, joint in enumerate(confidence_joints))),
+        }
 
     def work_items(self) -> list[WorkItem]:
-        return [WorkItem(key=str(p.relative_to(self.root).with_suffix("")), path=str(p)) for p in self.pairs]
+        return [WorkItem(key=self.key_of(p), path=str(p)) for p in self.pairs]
 
     def read(self, item: WorkItem) -> Iterator[Episode | Rejected]:
+        video_info = self.format_of(item.key)  # a missing or unreadable video fails here, with the reason kept
         hdf5 = Path(item.path)
         video = hdf5.with_suffix(".mp4")
-        if not video.is_file():
-            raise FileNotFoundError(f"{hdf5}: its video {video.name} is missing")
         poses, confidences, intrinsic, attrs = self.load_tracking(hdf5)
-        options = self.clip_options
-        video_info = probe(video)
-        expected = float(self.options.get("video_fps", 30.0))
-        if options.fps is None and abs(video_info.fps - expected) > 1e-3:
-            raise ValueError(f"{video}: {video_info.fps} fps, expected {expected} (set video_fps or fps)")
-        if options.short_side is not None:
-            width, height = resized_size(video_info.width, video_info.height, options.short_side)
-            intrinsic = np.diag([width / video_info.width, height / video_info.height, 1.0]) @ intrinsic
+        intrinsic = self.frame_format.fit.pixel_transform(video_info.height, video_info.width) @ intrinsic
+        pose_joints = self.options.pose_joints
 
         def arrays(clip: Clip) -> dict[str, np.ndarray]:
             indices = np.asarray(clip.source_indices)
             if indices[-1] >= len(confidences):
                 raise ValueError(f"{hdf5}: {len(confidences)} tracked steps, but {video.name} has frame {indices[-1]}")
             transforms = poses[:, indices]
-            pose_count = len(self.pose_joints)
+            pose_count = len(pose_joints)
             state = [np.concatenate([t[:, :3, 3], rotation_6d(t[:, :3, :3])], -1) for t in transforms[:pose_count]]
             state += [t[:, :3, 3] for t in transforms[pose_count:]]
             return {
                 "state": np.concatenate(state, -1).astype(np.float32),
                 "human_action": np.concatenate(
-                    [pose_deltas(transforms[self.pose_joints.index(w)]) for w in WRISTS], -1
+                    [pose_deltas(transforms[pose_joints.index(w)]) for w in WRISTS], -1
                 ),
                 "confidence": confidences[indices].astype(np.float32),
             }
 
-        frames = iter_frames(video)
-        requests = sliding_windows(options) if self.windows else whole_video()
-        clips = cut_clips(frames, requests, options.fps, item.key, str(video), short_side_fit(options.short_side))
+        options = self.options
+        requests = whole_video() if options.clip_seconds is None else sliding_windows(options.clip_seconds,
+                                                                                         options.stride_seconds)
         task = hdf5.parent.name
-        yield from clip_episodes(
-            clips, self.source, self.camera, item.key,
+        yield from self.episodes(
+            self.clips(iter_frames(video), requests, item.key, str(video)), item.key,
             info={"task": task, "camera_intrinsic": intrinsic.tolist(), **attrs},
             language=attrs.get("llm_description") or attrs.get("description") or task.replace("_", " "),
             arrays=arrays,
@@ -190,28 +188,19 @@ class EgoDexSource(SourceAdapter):
         """(J, T, 4, 4) poses of pose then point joints, (T, C) confidences, 3x3 intrinsic, file attrs."""
         try:
             with h5py.File(hdf5, "r") as f:
-                needed = [f"transforms/{j}" for j in (*self.pose_joints, *self.point_joints)]
-                needed += [f"confidences/{j}" for j in (*WRISTS, *self.point_joints)] + ["camera/intrinsic"]
+                joints = (*self.options.pose_joints, *self.options.point_joints)
+                needed = [f"transforms/{j}" for j in joints]
+                needed += [f"confidences/{j}" for j in (*WRISTS, *self.options.point_joints)] + ["camera/intrinsic"]
                 missing = [name for name in needed if name not in f]
                 if missing:
                     raise ValueError(f"{hdf5}: missing {missing}")
-                poses = np.stack([f[f"transforms/{j}"][()] for j in (*self.pose_joints, *self.point_joints)])
-                confidences = np.stack([f[f"confidences/{j}"][()] for j in (*WRISTS, *self.point_joints)], -1)
+                poses = np.stack([f[f"transforms/{j}"][()] for j in joints])
+                confidences = np.stack([f[f"confidences/{j}"][()] for j in (*WRISTS, *self.options.point_joints)], -1)
                 intrinsic = np.asarray(f["camera/intrinsic"][()], np.float64)
-                attrs = {k: _plain(v) for k, v in f.attrs.items()}
+                attrs = {k: json_value(v) for k, v in f.attrs.items()}
         except OSError as exc:
             raise OSError(f"{hdf5}: not a readable HDF5 file: {exc}") from exc
         if poses.shape[2:] != (4, 4) or intrinsic.shape != (3, 3):
             raise ValueError(f"{hdf5}: transforms are {poses.shape[2:]}, intrinsic {intrinsic.shape}")
         return poses, confidences, intrinsic, attrs
 
-
-def _plain(value: Any) -> Any:
-    """An HDF5 attribute as a JSON value."""
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

@@ -7,39 +7,56 @@ effector / hand positions), on the robot ``obs/joint_positions`` (T, J) and ``ac
 ``mask/train`` and ``mask/valid`` name the demos of each split (robomimic's convention).
 
 Both variants are kept, as two sources: a file is "robot" when its demos have ``obs/joint_positions``, else
-"hand" (option ``embodiment`` overrides). Hand demos have no robot action: their future-position chunks
+"hand" (option ``variant`` overrides). Hand demos have no robot action: their future-position chunks
 are stored as ``human_action`` (``has_actions`` false); robot demos store ``actions_joints_act`` as
 ``action`` and ``actions_xyz_act`` as ``ee_action``. Each demo is one work item and one episode (or
 sliding windows with ``clip_seconds``); frames are read one at a time from the file and every array is
 taken at each output frame's source step.
 
-Options: ``fps_native`` (rate of the recordings, default 30), ``embodiment`` ("hand" / "robot"),
-``language``, the clip options (fps, short_side, clip_seconds, stride_seconds), ``source_prefix``
-(default "egomimic": sources ``egomimic_hand`` and ``egomimic_robot``); ``video``: codec fields for the stored
-clips (e.g. ``{pix_fmt: yuv444p}``).
+Every camera of a source has one frame size over all its demos: demos whose images differ go through the same
+fit as video (``wamdata.sources.clips``: centre crop to the most common aspect ratio, or ``fit: pad``), each
+camera resolved on its own; ``short_side`` applies to every camera. A file that cannot be opened, or a demo
+without the primary camera or the variant's arrays, is quarantined with its reason; the rest goes in.
+
+Options: ``fps_native`` (rate of the recordings, default 30), ``variant`` ("hand" / "robot"; default: by
+the file's arrays), ``language``, ``fps``, ``short_side``, ``fit`` ("crop" or "pad"), ``aspect`` ("16:9"),
+``clip_seconds`` (sliding windows; default: one episode per demo), ``stride_seconds``, ``source_prefix``
+(default "egomimic": sources ``egomimic_hand`` and ``egomimic_robot``), ``video`` (codec fields of the stored
+clips, e.g. ``{pix_fmt: yuv444p}``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import h5py
 import numpy as np
 
-from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
-from wamdata.media.codec import codec_with
-from wamdata.media.frames import resized_size
-from wamdata.sources.base import Rejected, SourceAdapter, WorkItem, register
+from wamdata.format.schema import ArraySpec, Episode, Slice, SourceSpec
+from wamdata.media.decode import VideoInfo
+from wamdata.sources.base import (
+    Rejected,
+    SourceAdapter,
+    WorkItem,
+    common_length,
+    find_files,
+    natural_key,
+    register,
+)
 from wamdata.sources.clips import (
     Clip,
-    ClipOptions,
+    FrameFormat,
+    WindowOptions,
     array_frames,
+    camera_spec,
+    check_positive,
     clip_episodes,
     cut_clips,
-    short_side_fit,
+    resolve_format,
     sliding_windows,
     whole_video,
 )
@@ -69,78 +86,116 @@ def _position_slices(width: int) -> tuple[Slice, ...]:
     return ()
 
 
+@dataclass(frozen=True)
+class EgoMimicOptions(WindowOptions):
+    fps_native: float = 30.0
+    variant: Literal["hand", "robot"] | None = None
+    language: str | None = None
+    source_prefix: str = "egomimic"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(self, "fps_native")
+
+
+@dataclass
+class Demo:
+    """What one demo holds, read from the file's metadata: its images' sizes and its arrays' shapes."""
+
+    steps: int
+    cameras: dict[str, tuple[int, int]]  # name -> (height, width)
+    arrays: dict[str, tuple[int, ...]]  # dataset array name -> per-step shape
+
+
+@dataclass
+class DemoFile:
+    """One file's variant and its demos, each a Demo or why it cannot be read."""
+
+    variant: str
+    demos: dict[str, Demo | Exception]
+
+
 @register
 class EgoMimicSource(SourceAdapter):
     format = "egomimic"
+    Options = EgoMimicOptions
 
     def __init__(self, input: str, **options: Any) -> None:
         super().__init__(input, **options)
         self.root = Path(input)
-        self.clip_options = ClipOptions.from_options(options)
-        self.windows = "clip_seconds" in options
-        self.native_fps = float(options.get("fps_native", 30.0))
-        self.prefix = options.get("source_prefix", "egomimic")
 
     @cached_property
-    def files(self) -> list[Path]:
-        files = [self.root] if self.root.is_file() else sorted(self.root.rglob("*.hdf5"))
-        if not files:
-            raise FileNotFoundError(f"{self.root}: no EgoMimic .hdf5 files")
-        return files
-
-    def variant_of(self, f: h5py.File, path: Path) -> str:
-        if "embodiment" in self.options:
-            if self.options["embodiment"] not in VARIANTS:
-                raise ValueError(f"egomimic: embodiment must be one of {sorted(VARIANTS)}")
-            return self.options["embodiment"]
-        demos = sorted(f.get("data", {}))
-        if not demos:
-            raise ValueError(f"{path}: no data/demo_* groups")
-        return "robot" if "obs/joint_positions" in f["data"][demos[0]] else "hand"
+    def files(self) -> dict[str, Path]:
+        """Every .hdf5 file below the input (or the one file given), by its path relative to the input."""
+        return {str(p.relative_to(self.root)) if p != self.root else p.name: p
+                for p in find_files(self.root, (".hdf5",), "EgoMimic files")}
 
     @cached_property
-    def layouts(self) -> dict[str, dict[str, Any]]:
-        """Per variant: the camera sizes and per-step array shapes, from the first demo of its first file."""
-        layouts: dict[str, dict[str, Any]] = {}
-        for path in self.files:
-            with h5py.File(path, "r") as f:
-                variant = self.variant_of(f, path)
-                if variant in layouts:
-                    continue
-                demo = f["data"][sorted(f["data"])[0]]
-                cameras = {name: ds.shape[1:3] for name, ds in demo["obs"].items()
-                           if ds.ndim == 4 and ds.shape[-1] == 3 and ds.dtype == np.uint8}
-                if PRIMARY_CAMERA not in cameras:
-                    raise ValueError(f"{path}: no obs/{PRIMARY_CAMERA} images (found {sorted(cameras)})")
-                missing = [p for p in ARRAYS[variant].values() if p not in demo]
-                if missing:
-                    raise ValueError(f"{path}: {variant} demos need {missing}")
-                arrays = {name: demo[p].shape[1:] for name, p in ARRAYS[variant].items()}
-                layouts[variant] = {"cameras": cameras, "arrays": arrays}
+    def scanned(self) -> dict[str, DemoFile | Exception]:
+        """Each file's demos, read once from its metadata; a file that cannot be opened keeps the error."""
+        scanned: dict[str, DemoFile | Exception] = {}
+        for key, path in self.files.items():
+            try:
+                scanned[key] = self.scan(path)
+            except Exception as exc:  # noqa: BLE001 - h5py's errors on a damaged file are of many types
+                scanned[key] = exc if str(path) in str(exc) else ValueError(
+                    f"{path}: not a readable EgoMimic file: {type(exc).__name__}: {exc}")
+        return scanned
+
+    def scan(self, path: Path) -> DemoFile:
+        with h5py.File(path, "r") as f:
+            demos = sorted(f.get("data", {}), key=natural_key)
+            if not demos:
+                raise ValueError(f"{path}: no data/demo_* groups")
+            variant = self.options.variant or ("robot" if "obs/joint_positions" in f["data"][demos[0]] else "hand")
+            return DemoFile(variant, {name: _demo_layout(f["data"][name], variant, f"{path}: data/{name}")
+                                      for name in demos})
+
+    def demos(self, variant: str) -> dict[str, Demo]:
+        """The readable demos of a variant, by work item key."""
+        return {f"{key}/{name}": demo for key, file in self.scanned.items() if isinstance(file, DemoFile)
+                and file.variant == variant for name, demo in file.demos.items() if isinstance(demo, Demo)}
+
+    @cached_property
+    def layouts(self) -> dict[str, tuple[Demo, dict[str, FrameFormat]]]:
+        """Per variant with a readable demo: its first demo (the cameras and arrays every demo must have) and
+        each camera's frame format over all its demos."""
+        layouts = {}
+        for variant in VARIANTS:
+            demos = self.demos(variant)
+            if not demos:
+                continue
+            first = next(iter(demos.values()))
+            formats = {}
+            for camera in first.cameras:
+                sizes = {key: VideoInfo(d.steps, self.options.fps_native, d.cameras[camera][1], d.cameras[camera][0],
+                                        "uint8") for key, d in demos.items() if camera in d.cameras}
+                formats[camera] = resolve_format(sizes, self.options,
+                                                 f"source {self.source_name(variant)!r} camera {camera!r}")
+            layouts[variant] = (first, formats)
         return layouts
 
     def source_name(self, variant: str) -> str:
-        return f"{self.prefix}_{variant}"
+        return f"{self.options.source_prefix}_{variant}"
 
-    def specs(self) -> list[SourceSpec]:
+    def describe(self) -> list[SourceSpec]:
+        if not self.layouts:
+            reasons = [str(r) for f in self.scanned.values()
+                       for r in ([f] if isinstance(f, Exception) else f.demos.values()) if isinstance(r, Exception)]
+            raise ValueError(f"{self.root}: no readable EgoMimic demo ({reasons[0] if reasons else 'none found'})")
         specs = []
-        for variant, layout in sorted(self.layouts.items()):
-            cameras = {}
-            for name, (height, width) in layout["cameras"].items():
-                if self.clip_options.short_side is not None:
-                    width, height = resized_size(width, height, self.clip_options.short_side)
-                cameras[name] = CameraSpec(height, width, codec_with(self.options.get("video")).to_json())
+        for variant, (first, formats) in sorted(self.layouts.items()):
             kind, embodiment = VARIANTS[variant]
             specs.append(SourceSpec(
                 name=self.source_name(variant),
                 kind=kind,
                 format=self.format,
                 embodiment=embodiment,
-                fps=self.clip_options.fps or self.native_fps,
-                cameras=cameras,
-                arrays={name: ArraySpec("float32", tuple(shape), _position_slices(shape[-1]) if name != "action"
+                fps=formats[PRIMARY_CAMERA].fps,
+                cameras={name: camera_spec(fmt, self.options.video) for name, fmt in formats.items()},
+                arrays={name: ArraySpec("float32", shape, _position_slices(shape[-1]) if name != "action"
                                         else (), DESCRIPTIONS.get(name))
-                        for name, shape in layout["arrays"].items()},
+                        for name, shape in first.arrays.items()},
                 uri=str(self.root),
                 description=f"EgoMimic {variant} demonstrations",
             ))
@@ -148,25 +203,31 @@ class EgoMimicSource(SourceAdapter):
 
     def work_items(self) -> list[WorkItem]:
         items = []
-        for path in self.files:
-            with h5py.File(path, "r") as f:
-                for demo in sorted(f.get("data", {}), key=_demo_number):
-                    key = f"{path.relative_to(self.root) if path != self.root else path.name}/{demo}"
-                    items.append(WorkItem(key=key, path=str(path), options={"demo": demo}))
+        for key, file in self.scanned.items():
+            path = str(self.files[key])
+            if isinstance(file, Exception):
+                items.append(WorkItem(key=key, path=path, options={"demo": None}))
+                continue
+            items += [WorkItem(key=f"{key}/{name}", path=path, options={"demo": name}) for name in file.demos]
         return items
 
     def read(self, item: WorkItem) -> Iterator[Episode | Rejected]:
         path, demo_name = Path(item.path), item.options["demo"]
-        options = self.clip_options
+        file_key = item.key if demo_name is None else item.key[: -len(demo_name) - 1]
+        file = self.scanned[file_key]
+        if isinstance(file, Exception):
+            raise file
+        demo_layout = file.demos[demo_name]
+        if isinstance(demo_layout, Exception):
+            raise demo_layout
+        variant = file.variant
+        first, formats = self.layouts[variant]
+        where = f"{path}: data/{demo_name}"
+        if set(demo_layout.cameras) != set(first.cameras) or set(demo_layout.arrays) != set(first.arrays):
+            raise ValueError(f"{where}: cameras {sorted(demo_layout.cameras)} and arrays {sorted(demo_layout.arrays)}"
+                             f", but the first {variant} demo has {sorted(first.cameras)} and {sorted(first.arrays)}")
         with h5py.File(path, "r") as f:
-            variant = self.variant_of(f, path)
-            layout = self.layouts[variant]
             demo = f["data"][demo_name]
-            where = f"{path}: data/{demo_name}"
-            lengths = {name: len(demo["obs"][name]) for name in layout["cameras"]}
-            lengths.update({name: len(demo[p]) for name, p in ARRAYS[variant].items() if p in demo})
-            if len(set(lengths.values())) != 1 or len(lengths) != len(layout["cameras"]) + len(ARRAYS[variant]):
-                raise ValueError(f"{where}: cameras and arrays disagree or are missing: lengths {lengths}")
             split = "train"
             for mask_name, split_name in (("valid", "val"), ("train", "train")):
                 names = [n.decode() if isinstance(n, bytes) else n for n in f.get(f"mask/{mask_name}", [])]
@@ -183,21 +244,20 @@ class EgoMimicSource(SourceAdapter):
             def arrays(clip: Clip) -> dict[str, np.ndarray]:
                 return {name: at_steps(demo[p], clip).astype(np.float32) for name, p in ARRAYS[variant].items()}
 
-            fit = short_side_fit(options.short_side)
-
             def cameras(clip: Clip) -> dict[str, np.ndarray]:
-                return {
-                    name: np.stack([fit(rgb) if fit else rgb for rgb in at_steps(demo["obs"][name], clip)])
-                    for name in layout["cameras"] if name != PRIMARY_CAMERA
-                }
+                return {name: np.stack([formats[name].fit(rgb) for rgb in at_steps(demo["obs"][name], clip)])
+                        for name in formats if name != PRIMARY_CAMERA}
 
-            frames = array_frames(demo["obs"][PRIMARY_CAMERA], self.native_fps)
-            requests = sliding_windows(options) if self.windows else whole_video()
+            primary = formats[PRIMARY_CAMERA]
+            frames = array_frames(demo["obs"][PRIMARY_CAMERA], self.options.fps_native)
+            options = self.options
+            requests = whole_video() if options.clip_seconds is None else sliding_windows(options.clip_seconds,
+                                                                                             options.stride_seconds)
             for episode in clip_episodes(
-                cut_clips(frames, requests, options.fps, item.key, where, fit),
+                cut_clips(frames, requests, primary.resample, item.key, where, primary.fit),
                 self.source_name(variant), PRIMARY_CAMERA, item.key,
                 info={"file": path.name, "demo": demo_name, "variant": variant},
-                language=self.options.get("language"),
+                language=options.language,
                 arrays=arrays,
                 cameras=cameras,
             ):
@@ -206,7 +266,21 @@ class EgoMimicSource(SourceAdapter):
                 yield episode
 
 
-def _demo_number(name: str) -> tuple[int, str]:
-    """demo_2 before demo_10."""
-    suffix = name.rsplit("_", 1)[-1]
-    return (int(suffix), name) if suffix.isdigit() else (-1, name)
+def _demo_layout(demo: h5py.Group, variant: str, where: str) -> Demo | Exception:
+    """A demo's cameras and arrays, or why it cannot be ingested (no primary camera, a missing array, streams of
+    unequal length)."""
+    obs = demo.get("obs", {})
+    cameras = {name: ds.shape[1:3] for name, ds in obs.items()
+               if isinstance(ds, h5py.Dataset) and ds.ndim == 4 and ds.shape[-1] == 3 and ds.dtype == np.uint8}
+    if PRIMARY_CAMERA not in cameras:
+        return ValueError(f"{where}: no obs/{PRIMARY_CAMERA} images (found {sorted(cameras)})")
+    missing = [p for p in ARRAYS[variant].values() if p not in demo]
+    if missing:
+        return ValueError(f"{where}: {variant} demos need {missing}")
+    lengths = {name: len(obs[name]) for name in cameras}
+    lengths.update({name: len(demo[p]) for name, p in ARRAYS[variant].items()})
+    try:
+        steps = common_length(lengths, where)
+    except ValueError as exc:
+        return exc
+    return Demo(steps, cameras, {name: demo[p].shape[1:] for name, p in ARRAYS[variant].items()})

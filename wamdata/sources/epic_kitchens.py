@@ -15,37 +15,43 @@ A row's ``start_frame`` / ``stop_frame`` are 1-based frame numbers at the video'
 literals. Each video (with all its rows) is one work item; a bad row comes out as ``Rejected`` and the
 other rows of the video are still cut.
 
-Options: ``annotations`` (CSV paths; default: every annotation CSV in the input folder), the clip options
-of ``wamdata.clips.ClipOptions`` (fps, short_side, max_clip_seconds), ``source`` (default
-"epic_kitchens"), ``camera`` (default "head"), ``kind`` (default "egocentric_video");
-``video``: codec fields for the stored clips (e.g. ``{pix_fmt: yuv444p}``).
+The release mixes rates (59.94, 50, 29.97, 47.95, 90 fps) and sizes (1920x1080, 1280x720, 1920x1440): taken
+from the video info CSV, they are resolved to one rate (by default the lowest) and one frame size (by
+default centre-cropped to the most common aspect ratio) as ``wamdata.sources.clips`` says, and announced;
+segments are cut by time, so each lands on the frames shown during it at the new rate.
+
+Options: ``annotations`` (CSV paths; default: every annotation CSV in the input folder), ``fps``,
+``short_side``, ``fit`` ("crop" or "pad"), ``aspect`` ("16:9"), ``max_clip_seconds`` (longer segments are
+cut into pieces), ``video`` (codec fields of the stored clips, e.g. ``{pix_fmt: yuv444p}``), ``source``
+(default "epic_kitchens"), ``camera`` (default "head"), ``kind`` (default "egocentric_video"),
+``embodiment`` (default "human").
 """
 
 from __future__ import annotations
 
 import ast
 import csv
+import math
 import re
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from wamdata.format.schema import CameraSpec, Episode, SourceSpec
-from wamdata.media.codec import codec_with
+from wamdata.format.schema import Episode
 from wamdata.media.decode import VideoInfo, iter_frames
-from wamdata.sources.base import Rejected, SourceAdapter, WorkItem, register
+from wamdata.sources.base import Rejected, WorkItem, register
 from wamdata.sources.clips import (
     ClipOptions,
     ClipRequest,
-    clip_episodes,
-    common_format,
-    cut_clips,
+    SourceNaming,
+    VideoClipSource,
+    check_positive,
     image_folder_frames,
     probe,
-    short_side_fit,
     split_long,
 )
 
@@ -59,6 +65,7 @@ REQUIRED_COLUMNS = tuple(c for c in EPIC_100_COLUMNS if c not in ("narration_id"
 VIDEO_INFO_FILES = ("EPIC_100_video_info.csv", "EPIC_video_info.csv")
 LIST_COLUMNS = ("all_nouns", "all_noun_classes")
 INT_COLUMNS = ("verb_class", "noun_class")
+RESOLUTION = re.compile(r"^(\d+)x(\d+)$", re.IGNORECASE)
 TIMESTAMP = re.compile(r"^(\d+):([0-5]\d):([0-5]\d(?:\.\d+)?)$")
 # A timestamp is written to 1/100 s and a frame number counts frames: allow both roundings and a frame.
 TIMESTAMP_SLACK_SEC = 0.05
@@ -92,21 +99,27 @@ def split_of(annotation_file: Path) -> str:
     return "val" if "validation" in name else "test" if "test" in name else "train"
 
 
-@register
-class EpicKitchensSource(SourceAdapter):
-    format = "epic_kitchens"
+@dataclass(frozen=True)
+class EpicKitchensOptions(ClipOptions, SourceNaming):
+    source: str = "epic_kitchens"
+    camera: str = "head"
+    max_clip_seconds: float | None = None
+    annotations: tuple[str, ...] | None = None
 
-    def __init__(self, input: str, **options: Any) -> None:
-        super().__init__(input, **options)
-        self.root = Path(input)
-        self.clip_options = ClipOptions.from_options(options)
-        self.source = options.get("source", "epic_kitchens")
-        self.camera = options.get("camera", "head")
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(self, "max_clip_seconds")
+
+
+@register
+class EpicKitchensSource(VideoClipSource):
+    format = "epic_kitchens"
+    Options = EpicKitchensOptions
 
     @cached_property
     def annotation_files(self) -> list[Path]:
-        if "annotations" in self.options:
-            return [Path(p) for p in self.options["annotations"]]
+        if self.options.annotations is not None:
+            return [Path(p) for p in self.options.annotations]
         files = []
         for path in sorted(self.root.glob("*.csv")):
             with open(path, newline="") as f:
@@ -124,7 +137,7 @@ class EpicKitchensSource(SourceAdapter):
             path = self.root / name
             if path.is_file():
                 with open(path, newline="") as f:
-                    return {row.get("video_id") or row["video"]: row for row in csv.DictReader(f)}
+                    return {row.get("video_id") or row["video"]: {**row, "file": name} for row in csv.DictReader(f)}
         raise FileNotFoundError(f"{self.root}: no {' or '.join(VIDEO_INFO_FILES)}")
 
     def rate_of(self, video_id: str) -> Fraction:
@@ -133,24 +146,29 @@ class EpicKitchensSource(SourceAdapter):
             raise ValueError(f"{self.root}: video {video_id} is not in the video info CSV")
         return exact_rate(float(info["fps"]))
 
-    def specs(self) -> list[SourceSpec]:
-        formats = {}
+    def video_formats(self) -> dict[str, VideoInfo | Exception]:
+        """Each annotated video's rate and size as the video info CSV gives them (the release's videos are
+        large: reading the CSV is instant, probing each file is not)."""
+        formats: dict[str, VideoInfo | Exception] = {}
         for video_id in sorted({row["video_id"] for row in self.rows}):
-            if video_id not in self.video_info:
-                continue  # reading it quarantines it, naming the video
-            width, height = (int(v) for v in self.video_info[video_id]["resolution"].split("x"))
-            formats[video_id] = VideoInfo(0, float(self.rate_of(video_id)), width, height, "")
-        fps, height, width = common_format(formats, self.clip_options)
-        return [SourceSpec(
-            name=self.source,
-            kind=self.options.get("kind", "egocentric_video"),
-            format=self.format,
-            embodiment="human",
-            fps=fps,
-            cameras={self.camera: CameraSpec(height, width, codec_with(self.options.get("video")).to_json())},
-            uri=str(self.root),
-            description="EPIC-KITCHENS narrated segments (verb, noun) from head-mounted video",
-        )]
+            info = self.video_info.get(video_id)
+            if info is None:
+                formats[video_id] = ValueError(f"{self.root}: video {video_id} is not in the video info CSV")
+                continue
+            size = RESOLUTION.match((info.get("resolution") or "").strip())
+            try:
+                fps = float(info.get("fps") or "")
+            except ValueError:
+                fps = math.nan
+            if size is None or not 0 < fps < math.inf:
+                formats[video_id] = ValueError(f"{self.root / info['file']}: video {video_id}: fps {info.get('fps')!r}"
+                                               f" and resolution {info.get('resolution')!r} are not a rate and WxH")
+            else:
+                formats[video_id] = VideoInfo(0, float(exact_rate(fps)), int(size[1]), int(size[2]), "")
+        return formats
+
+    def description(self) -> str:
+        return "EPIC-KITCHENS narrated segments (verb, noun) from head-mounted video"
 
     @cached_property
     def rows(self) -> list[dict[str, str]]:
@@ -177,6 +195,7 @@ class EpicKitchensSource(SourceAdapter):
 
     def read(self, item: WorkItem) -> Iterator[Episode | Rejected]:
         video_id = item.key
+        self.format_of(video_id)  # a video the CSV does not describe fails here
         participant = video_id.split("_")[0]
         video = next(
             (p for p in sorted((self.root / participant / "videos").glob(f"{video_id}.*"))
@@ -185,7 +204,6 @@ class EpicKitchensSource(SourceAdapter):
         )
         frame_folder = self.root / participant / "rgb_frames" / video_id
         rate = self.rate_of(video_id)
-        options = self.clip_options
         if video is not None:
             # Frame numbers count the file's frames: it must run at the rate the annotations assume.
             file_rate = probe(video).fps
@@ -209,15 +227,12 @@ class EpicKitchensSource(SourceAdapter):
         requests: list[ClipRequest] = []
         for row in item.options["rows"]:
             try:
-                requests.extend(split_long(self.segment(row, rate), options.max_clip_seconds))
+                requests.extend(split_long(self.segment(row, rate), self.options.max_clip_seconds))
             except (ValueError, KeyError, SyntaxError) as exc:
                 row_id = row.get("narration_id") or row.get("uid")
                 yield Rejected(f"{video_id}#{row_id}", f"{row['annotation_file']}: row {row_id}: {exc}")
         requests.sort(key=lambda r: r.start)
-        for result in clip_episodes(
-            cut_clips(frames, requests, options.fps, video_id, where, short_side_fit(options.short_side)),
-            self.source, self.camera, video_id
-        ):
+        for result in self.episodes(self.clips(frames, requests, video_id, where), video_id):
             if isinstance(result, Episode):
                 result.split = result.info.pop("split")
             yield result

@@ -1,91 +1,58 @@
 """Any folder of videos (mp4, mkv, webm, avi, mov; searched recursively), no labels, cut into sliding
-windows. Each video is one work item; its clips are its episodes.
+windows (the input may also be one video). Each video is one work item; its clips are its episodes.
 
-Options: the clip options of ``wamdata.clips.ClipOptions`` (fps, short_side, clip_seconds,
-stride_seconds), and ``source`` (name, default "videos"), ``kind`` (default "egocentric_video"),
-``embodiment`` (default "human"), ``camera`` (default "rgb"); ``video``: codec fields for the stored
-clips (e.g. ``{pix_fmt: yuv444p}``).
+The videos may differ in rate, size, orientation and codec: the source's one rate and frame size are chosen
+as ``wamdata.sources.clips`` says (lowest rate; ``fit: crop`` to the most common aspect ratio, or ``pad``),
+and announced. A video that cannot be opened is quarantined with its reason; the others are ingested.
+
+Options: ``fps``, ``short_side``, ``fit`` ("crop" or "pad"), ``aspect`` ("16:9"), ``video`` (codec fields
+of the stored clips, e.g. ``{pix_fmt: yuv444p}``), ``clip_seconds`` (default 4), ``stride_seconds``
+(default: back to back), ``source`` (default "videos"), ``camera`` (default "rgb"), ``kind`` (default
+"egocentric_video"), ``embodiment`` (default "human").
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
-from wamdata.format.schema import CameraSpec, Episode, SourceSpec
-from wamdata.media.codec import codec_with
-from wamdata.media.decode import VideoDecodeError, iter_frames, probe_video
-from wamdata.sources.base import Rejected, SourceAdapter, WorkItem, register
-from wamdata.sources.clips import (
-    ClipOptions,
-    clip_episodes,
-    common_format,
-    cut_clips,
-    probe,
-    short_side_fit,
-    sliding_windows,
-)
+from wamdata.format.schema import Episode
+from wamdata.media.decode import VideoInfo, iter_frames
+from wamdata.sources.base import Rejected, WorkItem, find_files, register
+from wamdata.sources.clips import SourceNaming, VideoClipSource, WindowOptions, probe_all, sliding_windows
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 
 
+@dataclass(frozen=True)
+class VideoFolderOptions(WindowOptions, SourceNaming):
+    clip_seconds: float = 4.0
+
+
 @register
-class VideoFolderSource(SourceAdapter):
+class VideoFolderSource(VideoClipSource):
     format = "video_folder"
-
-    def __init__(self, input: str, **options: Any) -> None:
-        super().__init__(input, **options)
-        self.clip_options = ClipOptions.from_options(options)
-        self.root = Path(input)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"{input}: not a folder of videos")
+    Options = VideoFolderOptions
 
     @cached_property
-    def videos(self) -> list[Path]:
-        return sorted(p for p in self.root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+    def videos(self) -> dict[str, Path]:
+        """Every video below the folder (or the one video given), by its path relative to the folder (the
+        work item's key)."""
+        return {str(p.relative_to(self.root)) if p != self.root else p.name: p
+                for p in find_files(self.root, VIDEO_SUFFIXES, "videos")}
 
-    def specs(self) -> list[SourceSpec]:
-        return [self.spec]
+    def video_formats(self) -> dict[str, VideoInfo | Exception]:
+        return probe_all(self.videos)
 
-    @cached_property
-    def spec(self) -> SourceSpec:
-        # Videos that cannot be probed are left out of the format here; reading them quarantines them.
-        formats = {}
-        for path in self.videos:
-            try:
-                formats[str(path.relative_to(self.root))] = probe_video(path)
-            except (VideoDecodeError, OSError):
-                continue
-        fps, height, width = common_format(formats, self.clip_options)
-        return SourceSpec(
-            name=self.options.get("source", "videos"),
-            kind=self.options.get("kind", "egocentric_video"),
-            format=self.format,
-            embodiment=self.options.get("embodiment", "human"),
-            fps=fps,
-            cameras={self.options.get("camera", "rgb"): CameraSpec(
-                height, width, codec_with(self.options.get("video")).to_json()
-            )},
-            uri=str(self.root),
-            description=f"videos under {self.root}, cut into {self.clip_options.clip_seconds} s clips",
-        )
+    def description(self) -> str:
+        return f"videos under {self.root}, cut into {self.options.clip_seconds} s clips"
 
     def work_items(self) -> list[WorkItem]:
-        return [WorkItem(key=str(p.relative_to(self.root)), path=str(p)) for p in self.videos]
+        return [WorkItem(key=key, path=str(path)) for key, path in self.videos.items()]
 
     def read(self, item: WorkItem) -> Iterator[Episode | Rejected]:
-        options = self.clip_options
-        if options.fps is None:
-            # Clips keep the video's own rate, so it must be the source's (else its clips would play at
-            # the wrong speed).
-            rate = probe(item.path).fps
-            if abs(rate - self.spec.fps) > 1e-3:
-                raise ValueError(f"{item.path}: {rate} fps, but source {self.spec.name!r} is {self.spec.fps} fps")
-        frames = iter_frames(item.path)
-        clips = cut_clips(frames, sliding_windows(options), options.fps, item.key, item.path,
-                          short_side_fit(options.short_side))
-        yield from clip_episodes(
-            clips, self.options.get("source", "videos"), self.options.get("camera", "rgb"), item.key
-        )
+        self.format_of(item.key)  # a video that could not be probed fails here, with the reason kept
+        windows = sliding_windows(self.options.clip_seconds, self.options.stride_seconds)
+        yield from self.episodes(self.clips(iter_frames(item.path), windows, item.key, item.path), item.key)
