@@ -36,8 +36,11 @@ from wamdata.format.schema import SourceSpec
 from wamdata.format.shards import Sample, encode_sample, iter_samples, json_bytes, pack_tar
 from wamdata.format.writer import DEFAULT_SHARD_BYTES, DatasetSummary, DatasetWriter
 from wamdata.sources import Rejected, SourceAdapter, WorkItem, adapter_for
+from wamdata.sources.base import DefaultChosen, InputWarning
 
 MAX_ITEMS_PER_TASK = 16
+# What adapters warn users about; read on a Ray worker, these travel with the staged item to the driver.
+USER_WARNINGS = {category.__name__: category for category in (InputWarning, DefaultChosen)}
 ITEM_RECORD = "item.json"  # first member of a staged tar; sample keys always hold a "-", so never "item"
 
 
@@ -50,6 +53,7 @@ class StagedItem:
     samples: list[Sample] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     error: str | None = None
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (category name, message)
 
 
 @dataclass
@@ -69,17 +73,21 @@ def staged_path(staging: Path, key: str) -> Path:
 
 
 def read_item(adapter: SourceAdapter, specs: dict[str, SourceSpec], item: WorkItem) -> StagedItem:
-    """Read, validate and encode one work item; any failure of the input becomes a quarantine reason."""
+    """Read, validate and encode one work item; any failure of the input becomes a quarantine reason. What the
+    adapter warns about while reading (on a Ray worker, where no user sees it) is kept with the item."""
     staged = StagedItem(item.key, item.path)
-    try:
-        for result in adapter.read(item):
-            if isinstance(result, Rejected):
-                staged.rejected.append(result)
-            else:
-                staged.samples.append(encode_sample(result, specs[result.source]))
-    except Exception as e:  # noqa: BLE001 - bad input of any kind (h5py, tf, av, parquet errors) is quarantined
-        return StagedItem(item.key, item.path, error=f"{type(e).__name__}: {e}")
-    if not staged.samples and not staged.rejected:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            for result in adapter.read(item):
+                if isinstance(result, Rejected):
+                    staged.rejected.append(result)
+                else:
+                    staged.samples.append(encode_sample(result, specs[result.source]))
+        except Exception as e:  # noqa: BLE001 - bad input of any kind (h5py, tf, av, parquet errors) is quarantined
+            staged = StagedItem(item.key, item.path, error=f"{type(e).__name__}: {e}")
+    staged.warnings = [(w.category.__name__, str(w.message)) for w in caught if w.category.__name__ in USER_WARNINGS]
+    if staged.error is None and not staged.samples and not staged.rejected:
         staged.error = "no episodes in this input"
     return staged
 
@@ -87,7 +95,7 @@ def read_item(adapter: SourceAdapter, specs: dict[str, SourceSpec], item: WorkIt
 def stage_item(adapter: SourceAdapter, specs: dict[str, SourceSpec], item: WorkItem, staging: Path) -> StagedItem:
     staged = read_item(adapter, specs, item)
     record = {"key": staged.key, "path": staged.path, "error": staged.error,
-              "rejected": [[r.key, r.reason] for r in staged.rejected]}
+              "rejected": [[r.key, r.reason] for r in staged.rejected], "warnings": staged.warnings}
     members = [(ITEM_RECORD, json_bytes(record))]
     members += [(f"{sample.key}.{suffix}", data) for sample in staged.samples for suffix, data in sample.members]
     write_atomic(staged_path(staging, item.key), pack_tar(members))
@@ -101,7 +109,7 @@ def load_staged(staging: Path, key: str) -> StagedItem:
     samples = [Sample(key=sample_key, meta=json.loads(members["meta.json"]), members=tuple(members.items()))
                for sample_key, members in groups]
     return StagedItem(record["key"], record["path"], samples, [Rejected(k, r) for k, r in record["rejected"]],
-                      record["error"])
+                      record["error"], [(category, message) for category, message in record["warnings"]])
 
 
 def _prepare_staging(staging: Path, run: dict[str, Any]) -> None:
@@ -205,6 +213,7 @@ def ingest(
     with RaySession(address):
         stage_all(adapter, specs, pending, staging, progress)
     seen: set[str] = set()
+    warned: set[tuple[str, str]] = set()
     with DatasetWriter(out, name or adapter.default_name(), specs.values(), shard_bytes,
                        adapter.dataset_description()) as writer:
         for item in tqdm(items, desc="write shards", unit="item", disable=not progress):
@@ -213,6 +222,10 @@ def ingest(
                                     "times (its worker crashed or was killed)")
             else:
                 staged = load_staged(staging, item.key)
+            for category, message in staged.warnings:
+                if (category, message) not in warned:  # once per run, not once per item that found it
+                    warned.add((category, message))
+                    warnings.warn(message, USER_WARNINGS[category], stacklevel=2)
             duplicates = [s.key for s in staged.samples if s.key in seen]
             if duplicates:
                 staged = StagedItem(item.key, item.path, error=f"episode ids already ingested: {duplicates}")
