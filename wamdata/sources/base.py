@@ -12,14 +12,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from wamdata.format.config import typed
-from wamdata.format.schema import Episode, Slice, SourceSpec
+from wamdata.format.schema import SOURCE_KINDS, Episode, SchemaError, Slice, SourceSpec
 
 _REGISTRY: dict[str, type[SourceAdapter]] = {}
+
+# The schema's source kinds as a type, so that a ``kind`` option outside them fails when the options are read
+# (``typed`` checks Literal values), not when the dataset is written after every input has been read.
+SourceKind = Literal[SOURCE_KINDS]
+
+
+class InputError(SchemaError):
+    """An input that does not follow its format's layout (metadata missing a field, a file that cannot be
+    parsed); the message names the file and the reason, and the command line prints it without a traceback."""
 
 
 class InputWarning(UserWarning):
@@ -69,6 +78,12 @@ class SourceAdapter(ABC):
         values = dataclasses.asdict(self.options) if dataclasses.is_dataclass(self.options) else self.options
         return json.loads(json.dumps(values, sort_keys=True, default=str))
 
+    def relative(self, path: str | Path) -> str:
+        """``path`` as named below the input (the file's name when the input is that file): what work item keys
+        and native keys are made of, so they do not change when the input folder moves."""
+        path, root = Path(path), Path(self.input)
+        return path.name if path == root else str(path.relative_to(root))
+
     def default_name(self) -> str:
         """The dataset name when none is given: the input's last path component, as [A-Za-z0-9_]."""
         return safe_name(PurePosixPath(str(self.input).rstrip("/")).name or self.format)
@@ -90,6 +105,11 @@ class SourceAdapter(ABC):
         return list(self._specs.values())
 
     def spec_of(self, source: str) -> SourceSpec:
+        """The spec of the source named ``source``; InputError when none of the input's files described it (their
+        own work items say why)."""
+        if source not in self._specs:
+            raise InputError(f"{self.input}: no feature spec for source {source!r}: the files that would describe it "
+                             "could not be read")
         return self._specs[source]
 
     @abstractmethod
@@ -101,6 +121,15 @@ class SourceAdapter(ABC):
         """The episodes of one work item; raises (ValueError, OSError, ...) with a reason on bad input.
         Parts of the item that are bad while the rest is good (one annotation row of a video) come out as
         ``Rejected`` in place of their episode."""
+
+
+def require_positive(options: Any, *names: str) -> None:
+    """ValueError naming the first of the fields ``names`` that is set but not above zero (a rate, a size);
+    called by an ``Options.__post_init__``, so ``typed`` reports it as that option's error."""
+    for name in names:
+        value = getattr(options, name)
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be positive, got {value!r}")
 
 
 def natural_key(name: str) -> tuple[Any, ...]:
@@ -134,7 +163,9 @@ def find_files(root: str | Path, suffixes: tuple[str, ...], what: str) -> list[P
 
 def common_length(lengths: dict[str, int], where: str) -> int:
     """The one length all of an episode's streams share; ValueError listing each stream's length otherwise
-    (streams of unequal length are never cut or padded to fit)."""
+    (streams of unequal length are never cut or padded to fit), or saying there is none."""
+    if not lengths:
+        raise ValueError(f"{where}: no per-step streams")
     if len(set(lengths.values())) != 1:
         raise ValueError(f"{where}: streams have unequal lengths: "
                          + ", ".join(f"{name}={n}" for name, n in sorted(lengths.items())))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,16 @@ from PIL import Image
 
 from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
 from wamdata.media.codec import codec_for_frames
-from wamdata.sources.base import SourceAdapter, WorkItem, merge_specs, register, safe_name
+from wamdata.sources.base import (
+    SourceAdapter,
+    SourceKind,
+    WorkItem,
+    common_length,
+    laid_end_to_end,
+    natural_key,
+    register,
+    safe_name,
+)
 
 ROBOMIND_FPS = 30.0  # recording rate of the RoboMIND robots; files carry no timing
 TRAJECTORY = "trajectory.hdf5"
@@ -56,7 +66,8 @@ class RobomindEpisode:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        parts = path.parts
+        # named by the folders above it, which may lie above a relative input (``wamdata ingest robomind .``)
+        parts = path.absolute().parts
         self.split, self.task, self.robot_type = parts[-4], parts[-6], parts[-7]
 
     @property
@@ -103,27 +114,29 @@ class RobomindEpisode:
         with h5py.File(self.path, "r") as f:
             role = self.roles(f)[0 if name == "action" else 1]
             keys = _arm_keys(f, role) if role else []
-            slices, start = [], 0
-            for key in keys:
-                width = int(np.prod(f[key].shape[1:]))
-                arm = key.rsplit("joint_position", 1)[1].lstrip("_") or "arm"
-                slices.append(Slice(f"{arm}_joint_position", start, start + width, "rad"))
-                start += width
-        return tuple(slices)
+            return laid_end_to_end([(f"{key.rsplit('joint_position', 1)[1].lstrip('_') or 'arm'}_joint_position",
+                                     int(np.prod(f[key].shape[1:]))) for key in keys], "rad")
 
 
 @register
 class RobomindSource(SourceAdapter):
     format = "robomind"
 
-    def __init__(self, input: str, kind: str = "teleop", **options: Any) -> None:
+    @dataclass(frozen=True)
+    class Options:
+        """``kind``: the source kind of the real robots (simulated ones, h5_sim_*, are always "sim")."""
+
+        kind: SourceKind = "teleop"
+
+    def __init__(self, input: str, **options: Any) -> None:
         super().__init__(input, **options)
         self.root = Path(input)
-        self.kind = kind
 
     @cached_property
     def episodes(self) -> list[RobomindEpisode]:
-        paths = sorted(self.root.rglob(f"success_episodes/*/*/data/{TRAJECTORY}"))
+        # the layout names the files, not a suffix: find_files would also take the other HDF5 files around them
+        paths = sorted(self.root.rglob(f"success_episodes/*/*/data/{TRAJECTORY}"),
+                       key=lambda p: natural_key(self.relative(p)))
         if not paths:
             raise FileNotFoundError(f"{self.root}: no */success_episodes/<split>/<episode>/data/{TRAJECTORY}")
         return [RobomindEpisode(p) for p in paths]
@@ -139,7 +152,7 @@ class RobomindSource(SourceAdapter):
                             else ())
             for name, a in arrays.items()
         }
-        kind = "sim" if "sim" in episode.robot_type else self.kind
+        kind = "sim" if "sim" in episode.robot_type else self.options.kind
         return SourceSpec(
             name=episode.source_name, kind=kind, format=self.format,
             embodiment=safe_name(episode.robot_type.removeprefix("h5_").removeprefix("sim_")).lower(),
@@ -147,8 +160,7 @@ class RobomindSource(SourceAdapter):
             description=f"RoboMIND {episode.robot_type}",
         )
 
-    @cached_property
-    def source_specs(self) -> dict[str, SourceSpec]:
+    def describe(self) -> list[SourceSpec]:
         firsts: dict[str, RobomindEpisode] = {}
         for episode in self.episodes:
             firsts.setdefault(episode.source_name, episode)
@@ -158,24 +170,19 @@ class RobomindSource(SourceAdapter):
                 specs.append(self._spec_of(episode))
             except (OSError, ValueError, KeyError):
                 continue  # that file's work item is quarantined with the reason
-        return {spec.name: spec for spec in merge_specs(specs)}
-
-    def specs(self) -> list[SourceSpec]:
-        return list(self.source_specs.values())
+        return specs
 
     def work_items(self) -> list[WorkItem]:
-        return [WorkItem(key=str(e.path.parent.parent.relative_to(self.root)), path=str(e.path),
+        return [WorkItem(key=self.relative(e.path.parent.parent), path=str(e.path),
                          options={"index": i}) for i, e in enumerate(self.episodes)]
 
     def read(self, item: WorkItem) -> Iterator[Episode]:
         episode = self.episodes[item.options["index"]]
         arrays, frames, lengths = episode.read(with_pixels=True)
-        if len(set(lengths.values())) != 1:
-            raise ValueError(f"{episode.path}: streams have unequal lengths: "
-                             + ", ".join(f"{k}={v}" for k, v in sorted(lengths.items())))
-        spec = self.source_specs[episode.source_name]
+        num_steps = common_length(lengths, str(episode.path))
+        spec = self.spec_of(episode.source_name)
         yield Episode(
-            source=spec.name, native_key=item.key, num_steps=next(iter(lengths.values())), frames=frames,
+            source=spec.name, native_key=item.key, num_steps=num_steps, frames=frames,
             arrays=arrays, language=episode.task.replace("_", " "), split=safe_name(episode.split),
             info={"robot_type": episode.robot_type, "task": episode.task},
         )
