@@ -7,6 +7,7 @@ import importlib
 import json
 import pkgutil
 import re
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -130,6 +131,18 @@ def require_positive(options: Any, *names: str) -> None:
         value = getattr(options, name)
         if value is not None and not value > 0:
             raise ValueError(f"{name} must be positive, got {value!r}")
+
+
+def chosen_fps(option: float | None, recorded: float | None, default: float, where: str, default_is: str) -> float:
+    """The rate of a source: the ``fps`` option when set, else the rate the input records, else ``default`` (which
+    ``default_is``: whose default it is), said as a DefaultChosen warning naming ``where`` and the option."""
+    if option is not None:
+        return option
+    if recorded is not None:
+        return float(recorded)
+    warnings.warn(f"{where}: no rate recorded; {default:g} Hz chosen ({default_is}); the option fps sets it",
+                  DefaultChosen, stacklevel=3)
+    return default
 
 
 def natural_key(name: str) -> tuple[Any, ...]:

@@ -12,7 +12,6 @@ recordings). One work item is one trajectory.
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -25,11 +24,11 @@ import numpy as np
 from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
 from wamdata.media.codec import codec_for_frames
 from wamdata.sources.base import (
-    DefaultChosen,
     InputError,
     SourceAdapter,
     SourceKind,
     WorkItem,
+    chosen_fps,
     common_length,
     find_files,
     laid_end_to_end,
@@ -82,8 +81,9 @@ class ManiSkillSource(SourceAdapter):
             meta = json.loads(where.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise InputError(f"{where}: ManiSkill metadata unreadable: {e}") from None
-        if not isinstance(meta, dict) or not isinstance(meta.get("env_info", {}), dict):
-            raise InputError(f"{where}: not ManiSkill metadata (a mapping with env_info and episodes)")
+        env_info = meta.get("env_info", {}) if isinstance(meta, dict) else None
+        if not isinstance(env_info, dict) or not isinstance(env_info.get("env_kwargs", {}), dict):
+            raise InputError(f"{where}: not ManiSkill metadata (a mapping with env_info {{env_kwargs}} and episodes)")
         episodes = meta.get("episodes")
         if not isinstance(episodes, list) or not all(isinstance(ep, dict) and "episode_id" in ep for ep in episodes):
             raise InputError(f"{where}: episodes must be a list of {{episode_id, ...}} entries")
@@ -102,16 +102,6 @@ class ManiSkillSource(SourceAdapter):
             except (OSError, ValueError) as e:
                 out[path] = e
         return out
-
-    def _fps(self, path: Path, env_kwargs: dict[str, Any]) -> float:
-        if self.options.fps is not None:
-            return self.options.fps
-        if env_kwargs.get("control_freq"):
-            return float(env_kwargs["control_freq"])
-        warnings.warn(f"{path.with_suffix('.json')}: env_kwargs do not say the control_freq; "
-                      f"{MANISKILL_CONTROL_HZ:g} Hz chosen (ManiSkill3's default); the option fps sets it",
-                      DefaultChosen, stacklevel=2)
-        return MANISKILL_CONTROL_HZ
 
     def _spec_of(self, path: Path, meta: dict[str, Any]) -> SourceSpec:
         env_info = meta.get("env_info", {})
@@ -138,7 +128,9 @@ class ManiSkillSource(SourceAdapter):
         return SourceSpec(
             name=safe_name(env_info.get("env_id", "maniskill")).lower(), kind=self.options.kind, format=self.format,
             embodiment=safe_name(robots if isinstance(robots, str) else "_".join(robots)).lower(),
-            fps=self._fps(path, kwargs), cameras=cameras, arrays=arrays,
+            fps=chosen_fps(self.options.fps, kwargs.get("control_freq") or None, MANISKILL_CONTROL_HZ,
+                           str(path.with_suffix(".json")), "ManiSkill3's default control_freq"),
+            cameras=cameras, arrays=arrays,
             uri=str(self.input), description=f"ManiSkill3 {env_info.get('env_id')}",
         )
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import re
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache, cached_property
@@ -27,10 +26,10 @@ import yaml
 from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
 from wamdata.media.codec import codec_for_frames
 from wamdata.sources.base import (
-    DefaultChosen,
     InputError,
     SourceAdapter,
     WorkItem,
+    chosen_fps,
     json_value,
     laid_end_to_end,
     register,
@@ -39,7 +38,7 @@ from wamdata.sources.base import (
 )
 
 STEP_BOOKKEEPING = ("is_first", "is_last")  # derivable from the position in the episode
-DEFAULT_FPS = 10.0
+DEFAULT_FPS = 10.0  # the most common rate among the registry's datasets, for those it does not list
 EEF7_SLICES = (Slice("eef_delta_pos", 0, 3), Slice("eef_delta_rot", 3, 6),
                Slice("gripper", 6, 7, None, "1 open, 0 closed"))
 
@@ -241,13 +240,8 @@ class OxeRldsSource(SourceAdapter):
         return out
 
     def _fps(self) -> float:
-        if self.options.fps is not None:
-            return self.options.fps
-        if "fps" in self.standard:
-            return float(self.standard["fps"])
-        warnings.warn(f"{self.directory}: {self.dataset_name!r} has no rate in oxe_standardization.yaml; "
-                      f"{DEFAULT_FPS:g} Hz chosen; the option fps sets it", DefaultChosen, stacklevel=2)
-        return DEFAULT_FPS
+        where = f"{self.directory}: {self.dataset_name}, which oxe_standardization.yaml gives no fps"
+        return chosen_fps(self.options.fps, self.standard.get("fps"), DEFAULT_FPS, where, "this adapter's default")
 
     def describe(self) -> list[SourceSpec]:
         cameras = {}

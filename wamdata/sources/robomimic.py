@@ -13,7 +13,6 @@ of them; one work item is one demo.
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -26,11 +25,11 @@ import numpy as np
 from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
 from wamdata.media.codec import codec_for_frames
 from wamdata.sources.base import (
-    DefaultChosen,
     InputError,
     SourceAdapter,
     SourceKind,
     WorkItem,
+    chosen_fps,
     common_length,
     find_files,
     json_value,
@@ -150,15 +149,6 @@ class RobomimicSource(SourceAdapter):
         def __post_init__(self) -> None:
             require_positive(self, "fps")
 
-    def _fps(self, file: RobomimicFile) -> float:
-        if self.options.fps is not None:
-            return self.options.fps
-        if file.control_freq is not None:
-            return file.control_freq
-        warnings.warn(f"{file.path}: the file does not say its control_freq; {ROBOSUITE_CONTROL_HZ:g} Hz "
-                      "chosen (robosuite's default); the option fps sets it", DefaultChosen, stacklevel=2)
-        return ROBOSUITE_CONTROL_HZ
-
     @cached_property
     def files(self) -> dict[Path, RobomimicFile | Exception]:
         """Each file's description, or why it cannot be opened (its work item is then quarantined)."""
@@ -194,7 +184,9 @@ class RobomimicSource(SourceAdapter):
         flavour = "robomimic-converted" if file.converted else "raw robosuite collection"
         return SourceSpec(
             name=file.source_name, kind=self.options.kind, format=self.format,
-            embodiment=safe_name("_".join(file.robots)).lower(), fps=self._fps(file), cameras=cameras, arrays=arrays,
+            embodiment=safe_name("_".join(file.robots)).lower(), cameras=cameras, arrays=arrays,
+            fps=chosen_fps(self.options.fps, file.control_freq, ROBOSUITE_CONTROL_HZ, str(file.path),
+                           "robosuite's default control_freq"),
             uri=str(self.input), description=f"{flavour}: {file.env_name}",
         )
 
