@@ -178,7 +178,7 @@ def test_lerobot_metadata_errors_name_the_file_and_the_reason(real_data: Path, t
     with pytest.raises(InputError, match=rf"{episodes}: line 2 is not JSON"):
         adapter_for("lerobot", str(root)).work_items()
     episodes.write_text("\n".join([lines[0], json.dumps({"episode_index": 1}), *lines[2:]]))
-    with pytest.raises(InputError, match=rf"{episodes}: entry 1 has no 'length'"):
+    with pytest.raises(InputError, match=rf"{episodes}: entry 2 has no 'length'"):
         adapter_for("lerobot", str(root)).work_items()
     episodes.write_text("\n")
     with pytest.raises(InputError, match=rf"{episodes}: no episodes"):
@@ -228,11 +228,10 @@ def test_robomimic_bad_attributes_quarantine_their_file_and_files_read_in_natura
                                             "run_10.hdf5:demo_1"]
     errors = {item.key: read_item(adapter, specs, item).error for item in items}
     assert errors["run_2.hdf5:demo_1"] is None and errors["run_10.hdf5:demo_1"] is None
-    assert errors["run_3.hdf5"].startswith(f"InputError: {not_json}: cannot read: InputError: {not_json}: data "
-                                           "attribute env_info: not JSON")
+    assert errors["run_3.hdf5"].startswith(f"InputError: {not_json}: data attribute env_info: not JSON")
     assert f"{not_object}: data attribute env_info: holds list, not a JSON object" in errors["run_4.hdf5"]
     assert f"{bad_rate}: control_freq 'fast' is not a positive number" in errors["run_5.hdf5"]
-    assert f"{root / 'run_6.h5'}: no data group" in errors["run_6.h5"]
+    assert errors["run_6.h5"].startswith(f"InputError: {root / 'run_6.h5'}: no data group")
 
 
 def test_maniskill_metadata_errors_quarantine_their_recording_and_the_rest_is_read(tmp_path: Path) -> None:
@@ -257,10 +256,9 @@ def test_maniskill_metadata_errors_quarantine_their_recording_and_the_rest_is_re
         f"{MANISKILL_FILE}:traj_0": f"InputError: {good}: traj_0 is listed in {good.with_suffix('.json').name} but "
                                     "not in the file",
         f"{MANISKILL_FILE}:traj_1": None,
-        no_episodes.name: f"InputError: {no_episodes}: cannot read: InputError: {no_episodes.with_suffix('.json')}: "
-                          "lists no episodes",
-        not_listed.name: f"InputError: {not_listed}: cannot read: InputError: {not_listed.with_suffix('.json')}: "
-                         "episodes must be a list of {episode_id, ...} entries"}
+        no_episodes.name: f"InputError: {no_episodes.with_suffix('.json')}: lists no episodes",
+        not_listed.name: f"InputError: {not_listed.with_suffix('.json')}: episodes must be a list of {{episode_id, "
+                         "...} entries"}
     (sample,) = staged[f"{MANISKILL_FILE}:traj_1"].samples
     assert sample.meta["cameras"] == ["base_camera"]
 
@@ -287,6 +285,19 @@ def test_robomind_input_given_relative_to_the_working_folder(tmp_path: Path, mon
     adapter = adapter_for("robomind", "open_drawer")  # the robot type is the folder above the input
     assert [(s.name, s.embodiment) for s in adapter.specs()] == [("franka_1rgb", "franka_1rgb")]
     assert [item.key for item in adapter.work_items()] == ["success_episodes/train/ep_003"]
+
+
+def test_robomind_type_described_by_its_first_readable_episode(tmp_path: Path) -> None:
+    root = tmp_path / "robomind"
+    broken = write_robomind(root, "h5_ur_1rgb", "wipe_table", "ep_001", 8, ("",), "puppet", ("camera_top",))
+    write_robomind(root, "h5_ur_1rgb", "wipe_table", "ep_002", 9, ("",), "puppet", ("camera_top",))
+    broken.write_bytes(broken.read_bytes()[:4096])  # truncated: the first episode of its robot type
+    adapter = adapter_for("robomind", str(root))
+    specs = {spec.name: spec for spec in adapter.specs()}
+    assert list(specs) == ["ur_1rgb"]
+    errors = {item.key.rsplit("/", 1)[-1]: read_item(adapter, specs, item).error for item in adapter.work_items()}
+    assert errors["ep_002"] is None
+    assert errors["ep_001"].startswith(f"InputError: {broken}: not a readable HDF5 file: Unable to ")
 
 
 def test_shared_helpers_name_what_is_missing(inputs: dict[str, Path]) -> None:

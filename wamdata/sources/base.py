@@ -124,6 +124,23 @@ class SourceAdapter(ABC):
         ``Rejected`` in place of their episode."""
 
 
+def as_input_error(path: str | Path, error: Exception) -> InputError:
+    """``error`` as an InputError naming ``path``: kept as it is when it is one already (it names its file)."""
+    return error if isinstance(error, InputError) else InputError(f"{path}: cannot read: {type(error).__name__}: "
+                                                                  f"{error}")
+
+
+def open_hdf5(path: str | Path) -> Any:
+    """``path`` opened read-only (an ``h5py.File``, a context manager); InputError naming the file when HDF5 cannot
+    open it, since h5py's own message does not name it."""
+    import h5py  # only the HDF5 formats need it
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise InputError(f"{path}: not a readable HDF5 file: {e}") from None
+
+
 def require_positive(options: Any, *names: str) -> None:
     """ValueError naming the first of the fields ``names`` that is set but not above zero (a rate, a size);
     called by an ``Options.__post_init__``, so ``typed`` reports it as that option's error."""

@@ -7,6 +7,8 @@ Every non-video feature becomes a per-step array (``observation.state`` -> ``sta
 dropped); ``meta/modality.json`` (GR00T flavour) slices become named slices. ``info.json`` is checked
 against the files: a video key with no files, wrong totals or split ranges are warned about and the data
 that is there is ingested. One work item is one episode.
+
+Options: ``kind`` (default "teleop"), ``embodiment`` (default: info.json's robot_type).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def _read_jsonl(path: Path) -> list[Any]:
 
 def _with_fields(rows: list[Any], fields: tuple[str, ...], where: Path) -> list[dict[str, Any]]:
     """``rows``, each checked to be a mapping that holds ``fields``: later lookups need no check of their own."""
-    for number, row in enumerate(rows):
+    for number, row in enumerate(rows, start=1):
         missing = [name for name in fields if not isinstance(row, dict) or name not in row]
         if missing:
             raise InputError(f"{where}: entry {number} has no {', '.join(map(repr, missing))}")

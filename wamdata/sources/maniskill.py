@@ -7,6 +7,8 @@ observation before action t with it: the first T entries are kept, the final sta
 info. ``obs/sensor_data/<camera>/rgb`` become cameras; ``obs/agent/*`` is concatenated into ``state``;
 ``env_states/**`` into ``sim_state``; each with one named slice per leaf. ``obs`` may be absent (state-only
 recordings). One work item is one trajectory.
+
+Options: ``kind`` (default "sim"), ``fps`` (default: env_kwargs' control_freq, else ManiSkill3's 20 Hz).
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from wamdata.sources.base import (
     SourceAdapter,
     SourceKind,
     WorkItem,
+    as_input_error,
     chosen_fps,
     common_length,
     find_files,
     laid_end_to_end,
+    open_hdf5,
     register,
     require_positive,
     safe_name,
@@ -92,22 +96,22 @@ class ManiSkillSource(SourceAdapter):
         return meta
 
     @cached_property
-    def described(self) -> dict[Path, tuple[dict[str, Any], SourceSpec] | Exception]:
+    def described(self) -> dict[Path, tuple[dict[str, Any], SourceSpec] | InputError]:
         """Each recording's metadata and spec, or why it cannot be read (its work item is then quarantined)."""
-        out: dict[Path, tuple[dict[str, Any], SourceSpec] | Exception] = {}
+        out: dict[Path, tuple[dict[str, Any], SourceSpec] | InputError] = {}
         for path in self.recordings:
             try:
                 meta = self._metadata(path)
                 out[path] = meta, self._spec_of(path, meta)
             except (OSError, ValueError) as e:
-                out[path] = e
+                out[path] = as_input_error(path, e)
         return out
 
     def _spec_of(self, path: Path, meta: dict[str, Any]) -> SourceSpec:
         env_info = meta.get("env_info", {})
         kwargs = env_info.get("env_kwargs", {})
         cameras, arrays = {}, {}
-        with h5py.File(path, "r") as f:
+        with open_hdf5(path) as f:
             listed = [f"traj_{ep['episode_id']}" for ep in meta["episodes"]]
             present = [name for name in listed if name in f]
             if not present:
@@ -135,13 +139,13 @@ class ManiSkillSource(SourceAdapter):
         )
 
     def describe(self) -> list[SourceSpec]:
-        return [entry[1] for entry in self.described.values() if not isinstance(entry, Exception)]
+        return [entry[1] for entry in self.described.values() if not isinstance(entry, InputError)]
 
     def work_items(self) -> list[WorkItem]:
         items = []
         for path, entry in self.described.items():
             name = self.relative(path)
-            if isinstance(entry, Exception):
+            if isinstance(entry, InputError):
                 items.append(WorkItem(key=name, path=str(path), options={"episode": None}))
                 continue
             items += [WorkItem(key=f"{name}:traj_{ep['episode_id']}", path=str(path), options={"episode": ep})
@@ -151,13 +155,13 @@ class ManiSkillSource(SourceAdapter):
     def read(self, item: WorkItem) -> Iterator[Episode]:
         path = Path(item.path)
         entry = self.described[path]
-        if isinstance(entry, Exception):
-            raise InputError(f"{path}: cannot read: {type(entry).__name__}: {entry}")
+        if isinstance(entry, InputError):
+            raise entry
         meta, own_spec = entry
         spec = self.spec_of(own_spec.name)  # merged with the other recordings of the same environment
         episode = item.options["episode"]
         traj_name = f"traj_{episode['episode_id']}"
-        with h5py.File(path, "r") as f:
+        with open_hdf5(path) as f:
             if traj_name not in f:
                 raise InputError(f"{path}: {traj_name} is listed in {path.with_suffix('.json').name} but not in the "
                                  "file")

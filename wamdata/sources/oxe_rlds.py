@@ -6,6 +6,9 @@ feature becomes a camera, every other per-step tensor an array (the native ``act
 ``action_eef7``, ``reward``, ``discount``, ``language_embedding``, ... as the data has them). Whether an
 episode has frames for a camera and an instruction is decided from its content: all-zero image streams
 are dummy cameras and left out of that episode, whatever ``has_image_*`` says.
+
+Options: ``dataset`` (the registry entry to apply; default: the builder's name), ``fps`` (default: the
+registry's rate, else 10 Hz).
 """
 
 from __future__ import annotations
@@ -94,16 +97,16 @@ def _builder(directory: str) -> Any:
         raise InputError(f"{directory}: not an RLDS (TFDS) dataset folder: {e}") from None
 
 
-def _flatten(features: Any, prefix: str = "") -> dict[str, Any]:
-    """Leaf features of a (nested) FeaturesDict as {"a/b": feature}."""
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Leaves of a nested FeaturesDict (the features) or dict (an episode's tensors) as {"a/b": leaf}."""
     import tensorflow_datasets as tfds
 
-    if isinstance(features, tfds.features.FeaturesDict):
+    if isinstance(tree, dict | tfds.features.FeaturesDict):
         out = {}
-        for key, sub in features.items():
+        for key, sub in tree.items():
             out.update(_flatten(sub, f"{prefix}{key}/"))
         return out
-    return {prefix.rstrip("/"): features}
+    return {prefix.rstrip("/"): tree}
 
 
 def _parse_ref(ref: str) -> tuple[str, int | None, int | None]:
@@ -281,8 +284,8 @@ class OxeRldsSource(SourceAdapter):
         count = 0
         for position, episode in enumerate(episodes, start=start):
             steps = episode["steps"].batch(1 << 30).get_single_element()
-            flat = {key: value.numpy() for key, value in _flatten_tensors(steps).items()}
-            metadata = _flatten_tensors(episode.get("episode_metadata", {}))
+            flat = {key: value.numpy() for key, value in _flatten(steps).items()}
+            metadata = _flatten(episode.get("episode_metadata", {}))
             metadata = {key: json_value(value.numpy()) for key, value in metadata.items()}
             yield self._episode(spec, flat, metadata, f"{split}/{position:08d}", split)
             count += 1
@@ -331,13 +334,4 @@ class OxeRldsSource(SourceAdapter):
             texts = [v.decode() if isinstance(v, bytes) else str(v) for v in steps[key]]
         unique = list(dict.fromkeys(t.strip() for t in texts if t.strip()))
         return "; ".join(unique) or None
-
-
-def _flatten_tensors(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        out = {}
-        for key, value in tree.items():
-            out.update(_flatten_tensors(value, f"{prefix}{key}/"))
-        return out
-    return {prefix.rstrip("/"): tree}
 

@@ -7,7 +7,9 @@ observations are concatenated, in sorted key order, into ``state`` with one name
 files carry no images and become state/action episodes: ``states`` (the flattened MuJoCo state) is kept as
 ``sim_state`` in both flavours, and ``joint_torques`` when present. LIBERO renders its cameras upside down;
 those frames are rotated 180 degrees (recorded in each episode's info). The input is one file or a folder
-of them; one work item is one demo.
+of them; one work item is one demo. Files are read in natural order (run_2 before run_10).
+
+Options: ``kind`` (default "sim"), ``fps`` (default: each file's control_freq, else robosuite's 20 Hz).
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ from wamdata.sources.base import (
     SourceAdapter,
     SourceKind,
     WorkItem,
+    as_input_error,
     chosen_fps,
     common_length,
     find_files,
     json_value,
     laid_end_to_end,
     natural_key,
+    open_hdf5,
     register,
     require_positive,
     safe_name,
@@ -75,7 +79,7 @@ class RobomimicFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        with h5py.File(path, "r") as f:
+        with open_hdf5(path) as f:
             data = f.get("data")
             if not isinstance(data, h5py.Group):
                 raise InputError(f"{path}: no data group (robomimic and robosuite files keep their demos in data/)")
@@ -150,14 +154,14 @@ class RobomimicSource(SourceAdapter):
             require_positive(self, "fps")
 
     @cached_property
-    def files(self) -> dict[Path, RobomimicFile | Exception]:
+    def files(self) -> dict[Path, RobomimicFile | InputError]:
         """Each file's description, or why it cannot be opened (its work item is then quarantined)."""
-        out: dict[Path, RobomimicFile | Exception] = {}
+        out: dict[Path, RobomimicFile | InputError] = {}
         for path in find_files(self.input, (".hdf5", ".h5"), "robomimic / robosuite HDF5 files"):
             try:
                 out[path] = RobomimicFile(path)
             except Exception as e:  # noqa: BLE001 - an unreadable file is reported by its work item
-                out[path] = e
+                out[path] = as_input_error(path, e)
         return out
 
     def _spec_of(self, file: RobomimicFile) -> SourceSpec:
@@ -196,7 +200,7 @@ class RobomimicSource(SourceAdapter):
     def work_items(self) -> list[WorkItem]:
         items = []
         for path, file in self.files.items():
-            if isinstance(file, Exception):
+            if isinstance(file, InputError):
                 items.append(WorkItem(key=self.relative(path), path=str(path), options={"demo": None}))
                 continue
             items += [WorkItem(key=f"{self.relative(path)}:{demo}", path=str(path), options={"demo": demo})
@@ -206,11 +210,11 @@ class RobomimicSource(SourceAdapter):
     def read(self, item: WorkItem) -> Iterator[Episode]:
         path = Path(item.path)
         file = self.files[path] if path in self.files else RobomimicFile(path)
-        if isinstance(file, Exception):
-            raise InputError(f"{path}: cannot read: {type(file).__name__}: {file}")
+        if isinstance(file, InputError):
+            raise file
         spec = self.spec_of(file.source_name)
         demo_name = item.options["demo"]
-        with h5py.File(path, "r") as f:
+        with open_hdf5(path) as f:
             demo = f["data"][demo_name]
             arrays: dict[str, np.ndarray] = {}
             frames: dict[str, np.ndarray] = {}

@@ -8,7 +8,9 @@ arm: ``_left`` / ``_right`` suffixed keys) and h5_sim_franka_3rgb (keys under ``
 named by its path (``puppet_end_effector_left``, ...); ``action`` is the teleoperation master's joint
 positions and ``state`` the follower's (``puppet``, or ``franka`` in simulation), left arm then right arm,
 with named slices. Streams of unequal length are not guessed at: the episode is quarantined with each
-stream's length. The task folder name is the language instruction. One work item is one episode.
+stream's length. The task folder name is the language instruction. One work item is one episode, in natural order.
+
+Options: ``kind`` (default "teleop"; the simulated robots, h5_sim_*, are "sim").
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from wamdata.sources.base import (
     common_length,
     laid_end_to_end,
     natural_key,
+    open_hdf5,
     register,
     safe_name,
 )
@@ -83,7 +86,7 @@ class RobomindEpisode:
         arrays: dict[str, np.ndarray] = {}
         frames: dict[str, np.ndarray] = {}
         lengths: dict[str, int] = {}
-        with h5py.File(self.path, "r") as f:
+        with open_hdf5(self.path) as f:
             master, follower = self.roles(f)
             for role, name in ((master, "action"), (follower, "state")):
                 keys = _arm_keys(f, role) if role else []
@@ -111,11 +114,13 @@ class RobomindEpisode:
         return arrays, frames, lengths
 
     def joint_slices(self, name: str) -> tuple[Slice, ...]:
-        with h5py.File(self.path, "r") as f:
+        with open_hdf5(self.path) as f:
             role = self.roles(f)[0 if name == "action" else 1]
             keys = _arm_keys(f, role) if role else []
-            return laid_end_to_end([(f"{key.rsplit('joint_position', 1)[1].lstrip('_') or 'arm'}_joint_position",
-                                     int(np.prod(f[key].shape[1:]))) for key in keys], "rad")
+            arms = [key.rsplit("joint_position", 1)[1].lstrip("_") or "arm" for key in keys]
+            widths = [int(np.prod(f[key].shape[1:])) for key in keys]
+        return laid_end_to_end([(f"{arm}_joint_position", width) for arm, width in zip(arms, widths, strict=True)],
+                               "rad")
 
 
 @register
@@ -161,16 +166,15 @@ class RobomindSource(SourceAdapter):
         )
 
     def describe(self) -> list[SourceSpec]:
-        firsts: dict[str, RobomindEpisode] = {}
+        """Each robot type's spec, from its first episode that can be read (one per type is enough)."""
+        specs: dict[str, SourceSpec] = {}
         for episode in self.episodes:
-            firsts.setdefault(episode.source_name, episode)
-        specs = []
-        for episode in firsts.values():
-            try:
-                specs.append(self._spec_of(episode))
-            except (OSError, ValueError, KeyError):
-                continue  # that file's work item is quarantined with the reason
-        return specs
+            if episode.source_name not in specs:
+                try:
+                    specs[episode.source_name] = self._spec_of(episode)
+                except (OSError, ValueError, KeyError):
+                    continue  # that file's work item is quarantined with the reason; the next one describes the type
+        return list(specs.values())
 
     def work_items(self) -> list[WorkItem]:
         return [WorkItem(key=self.relative(e.path.parent.parent), path=str(e.path),
