@@ -221,17 +221,20 @@ def test_robomimic_bad_attributes_quarantine_their_file_and_files_read_in_natura
     bad_rate = write_raw_robosuite(root / "run_5.hdf5", json.dumps({"control_freq": "fast"}))
     with h5py.File(root / "run_6.h5", "w") as f:
         f["actions"] = np.zeros((3, 7))
+    odd_robots = write_raw_robosuite(root / "run_7.hdf5", json.dumps({"control_freq": 20, "robots": 5}))
     adapter = adapter_for("robomimic", str(root))
     specs = {spec.name: spec for spec in adapter.specs()}
     items = adapter.work_items()
     assert [item.key for item in items] == ["run_2.hdf5:demo_1", "run_3.hdf5", "run_4.hdf5", "run_5.hdf5", "run_6.h5",
-                                            "run_10.hdf5:demo_1"]
+                                            "run_7.hdf5", "run_10.hdf5:demo_1"]
     errors = {item.key: read_item(adapter, specs, item).error for item in items}
     assert errors["run_2.hdf5:demo_1"] is None and errors["run_10.hdf5:demo_1"] is None
     assert errors["run_3.hdf5"].startswith(f"InputError: {not_json}: data attribute env_info: not JSON")
     assert f"{not_object}: data attribute env_info: holds list, not a JSON object" in errors["run_4.hdf5"]
     assert f"{bad_rate}: control_freq 'fast' is not a positive number" in errors["run_5.hdf5"]
     assert errors["run_6.h5"].startswith(f"InputError: {root / 'run_6.h5'}: no data group")
+    # a file whose spec cannot be made (robots is not a list) is quarantined too, and the run goes on
+    assert errors["run_7.hdf5"] == f"InputError: {odd_robots}: cannot read: TypeError: 'int' object is not iterable"
 
 
 def test_maniskill_metadata_errors_quarantine_their_recording_and_the_rest_is_read(tmp_path: Path) -> None:

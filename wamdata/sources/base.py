@@ -9,11 +9,11 @@ import pkgutil
 import re
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from wamdata.format.config import typed
 from wamdata.format.schema import SOURCE_KINDS, Episode, SchemaError, Slice, SourceSpec
 
 _REGISTRY: dict[str, type[SourceAdapter]] = {}
+T = TypeVar("T")
 
 # The schema's source kinds as a type, so that a ``kind`` option outside them fails when the options are read
 # (``typed`` checks Literal values), not when the dataset is written after every input has been read.
@@ -128,6 +129,18 @@ def as_input_error(path: str | Path, error: Exception) -> InputError:
     """``error`` as an InputError naming ``path``: kept as it is when it is one already (it names its file)."""
     return error if isinstance(error, InputError) else InputError(f"{path}: cannot read: {type(error).__name__}: "
                                                                   f"{error}")
+
+
+def described_files(paths: list[Path], describe: Callable[[Path], T]) -> dict[Path, T | InputError]:
+    """``describe(path)`` of each file, or why it failed as an InputError naming the file: a file that cannot be
+    described is quarantined by its work item (which raises that error), and the others are read."""
+    out: dict[Path, T | InputError] = {}
+    for path in paths:
+        try:
+            out[path] = describe(path)
+        except Exception as e:  # noqa: BLE001 - whatever the file's reader raises, that one file is quarantined
+            out[path] = as_input_error(path, e)
+    return out
 
 
 def open_hdf5(path: str | Path) -> Any:

@@ -30,9 +30,9 @@ from wamdata.sources.base import (
     SourceAdapter,
     SourceKind,
     WorkItem,
-    as_input_error,
     chosen_fps,
     common_length,
+    described_files,
     find_files,
     laid_end_to_end,
     open_hdf5,
@@ -73,10 +73,6 @@ class ManiSkillSource(SourceAdapter):
         def __post_init__(self) -> None:
             require_positive(self, "fps")
 
-    @cached_property
-    def recordings(self) -> list[Path]:
-        return find_files(self.input, (".h5",), "ManiSkill trajectories")
-
     @staticmethod
     def _metadata(path: Path) -> dict[str, Any]:
         """The recording's .json, checked for what is read from it: env_info (a mapping) and episodes."""
@@ -96,16 +92,13 @@ class ManiSkillSource(SourceAdapter):
         return meta
 
     @cached_property
-    def described(self) -> dict[Path, tuple[dict[str, Any], SourceSpec] | InputError]:
+    def files(self) -> dict[Path, tuple[dict[str, Any], SourceSpec] | InputError]:
         """Each recording's metadata and spec, or why it cannot be read (its work item is then quarantined)."""
-        out: dict[Path, tuple[dict[str, Any], SourceSpec] | InputError] = {}
-        for path in self.recordings:
-            try:
-                meta = self._metadata(path)
-                out[path] = meta, self._spec_of(path, meta)
-            except (OSError, ValueError) as e:
-                out[path] = as_input_error(path, e)
-        return out
+        return described_files(find_files(self.input, (".h5",), "ManiSkill trajectories"), self._described)
+
+    def _described(self, path: Path) -> tuple[dict[str, Any], SourceSpec]:
+        meta = self._metadata(path)
+        return meta, self._spec_of(path, meta)
 
     def _spec_of(self, path: Path, meta: dict[str, Any]) -> SourceSpec:
         env_info = meta.get("env_info", {})
@@ -139,11 +132,11 @@ class ManiSkillSource(SourceAdapter):
         )
 
     def describe(self) -> list[SourceSpec]:
-        return [entry[1] for entry in self.described.values() if not isinstance(entry, InputError)]
+        return [entry[1] for entry in self.files.values() if not isinstance(entry, InputError)]
 
     def work_items(self) -> list[WorkItem]:
         items = []
-        for path, entry in self.described.items():
+        for path, entry in self.files.items():
             name = self.relative(path)
             if isinstance(entry, InputError):
                 items.append(WorkItem(key=name, path=str(path), options={"episode": None}))
@@ -154,7 +147,7 @@ class ManiSkillSource(SourceAdapter):
 
     def read(self, item: WorkItem) -> Iterator[Episode]:
         path = Path(item.path)
-        entry = self.described[path]
+        entry = self.files[path]
         if isinstance(entry, InputError):
             raise entry
         meta, own_spec = entry

@@ -31,9 +31,9 @@ from wamdata.sources.base import (
     SourceAdapter,
     SourceKind,
     WorkItem,
-    as_input_error,
     chosen_fps,
     common_length,
+    described_files,
     find_files,
     json_value,
     laid_end_to_end,
@@ -154,15 +154,14 @@ class RobomimicSource(SourceAdapter):
             require_positive(self, "fps")
 
     @cached_property
-    def files(self) -> dict[Path, RobomimicFile | InputError]:
-        """Each file's description, or why it cannot be opened (its work item is then quarantined)."""
-        out: dict[Path, RobomimicFile | InputError] = {}
-        for path in find_files(self.input, (".hdf5", ".h5"), "robomimic / robosuite HDF5 files"):
-            try:
-                out[path] = RobomimicFile(path)
-            except Exception as e:  # noqa: BLE001 - an unreadable file is reported by its work item
-                out[path] = as_input_error(path, e)
-        return out
+    def files(self) -> dict[Path, tuple[RobomimicFile, SourceSpec] | InputError]:
+        """Each file's description and spec, or why it cannot be read (its work item is then quarantined)."""
+        return described_files(find_files(self.input, (".hdf5", ".h5"), "robomimic / robosuite HDF5 files"),
+                               self._described)
+
+    def _described(self, path: Path) -> tuple[RobomimicFile, SourceSpec]:
+        file = RobomimicFile(path)
+        return file, self._spec_of(file)
 
     def _spec_of(self, file: RobomimicFile) -> SourceSpec:
         cameras, arrays, state_parts, state_dtype = {}, {}, [], None
@@ -195,24 +194,25 @@ class RobomimicSource(SourceAdapter):
         )
 
     def describe(self) -> list[SourceSpec]:
-        return [self._spec_of(file) for file in self.files.values() if isinstance(file, RobomimicFile)]
+        return [entry[1] for entry in self.files.values() if not isinstance(entry, InputError)]
 
     def work_items(self) -> list[WorkItem]:
         items = []
-        for path, file in self.files.items():
-            if isinstance(file, InputError):
+        for path, entry in self.files.items():
+            if isinstance(entry, InputError):
                 items.append(WorkItem(key=self.relative(path), path=str(path), options={"demo": None}))
                 continue
             items += [WorkItem(key=f"{self.relative(path)}:{demo}", path=str(path), options={"demo": demo})
-                      for demo in file.demos]
+                      for demo in entry[0].demos]
         return items
 
     def read(self, item: WorkItem) -> Iterator[Episode]:
         path = Path(item.path)
-        file = self.files[path] if path in self.files else RobomimicFile(path)
-        if isinstance(file, InputError):
-            raise file
-        spec = self.spec_of(file.source_name)
+        entry = self.files[path]
+        if isinstance(entry, InputError):
+            raise entry
+        file, own_spec = entry
+        spec = self.spec_of(own_spec.name)  # merged with the other files of the same environment
         demo_name = item.options["demo"]
         with open_hdf5(path) as f:
             demo = f["data"][demo_name]
