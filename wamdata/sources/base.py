@@ -86,6 +86,19 @@ class SourceAdapter(ABC):
         path, root = Path(path), Path(self.input)
         return path.name if path == root else str(path.relative_to(root))
 
+    def work_items_of(self, files: dict[Path, T | InputError],
+                      parts: Callable[[T], list[tuple[str, dict[str, Any]]]]) -> list[WorkItem]:
+        """The work items of files described by ``described_files``: ``<file>:<part>`` for each (part, options) of
+        ``parts(entry)``, and one ``<file>`` item for a file that could not be described (reading it raises why)."""
+        items = []
+        for path, entry in files.items():
+            if isinstance(entry, InputError):
+                items.append(WorkItem(key=self.relative(path), path=str(path)))
+                continue
+            items += [WorkItem(key=f"{self.relative(path)}:{part}", path=str(path), options=options)
+                      for part, options in parts(entry)]
+        return items
+
     def default_name(self) -> str:
         """The dataset name when none is given: the input's last path component, as [A-Za-z0-9_]."""
         return safe_name(PurePosixPath(str(self.input).rstrip("/")).name or self.format)
@@ -141,6 +154,14 @@ def described_files(paths: list[Path], describe: Callable[[Path], T]) -> dict[Pa
         except Exception as e:  # noqa: BLE001 - whatever the file's reader raises, that one file is quarantined
             out[path] = as_input_error(path, e)
     return out
+
+
+def entry_of(files: dict[Path, T | InputError], path: str | Path) -> T:
+    """The description of a file from ``described_files``; raises the InputError of one that has none."""
+    entry = files[Path(path)]
+    if isinstance(entry, InputError):
+        raise entry
+    return entry
 
 
 def open_hdf5(path: str | Path) -> Any:

@@ -33,6 +33,7 @@ from wamdata.sources.base import (
     chosen_fps,
     common_length,
     described_files,
+    entry_of,
     find_files,
     laid_end_to_end,
     open_hdf5,
@@ -135,22 +136,12 @@ class ManiSkillSource(SourceAdapter):
         return [entry[1] for entry in self.files.values() if not isinstance(entry, InputError)]
 
     def work_items(self) -> list[WorkItem]:
-        items = []
-        for path, entry in self.files.items():
-            name = self.relative(path)
-            if isinstance(entry, InputError):
-                items.append(WorkItem(key=name, path=str(path), options={"episode": None}))
-                continue
-            items += [WorkItem(key=f"{name}:traj_{ep['episode_id']}", path=str(path), options={"episode": ep})
-                      for ep in entry[0]["episodes"]]
-        return items
+        return self.work_items_of(self.files, lambda entry: [(f"traj_{ep['episode_id']}", {"episode": ep})
+                                                             for ep in entry[0]["episodes"]])
 
     def read(self, item: WorkItem) -> Iterator[Episode]:
         path = Path(item.path)
-        entry = self.files[path]
-        if isinstance(entry, InputError):
-            raise entry
-        meta, own_spec = entry
+        meta, own_spec = entry_of(self.files, path)
         spec = self.spec_of(own_spec.name)  # merged with the other recordings of the same environment
         episode = item.options["episode"]
         traj_name = f"traj_{episode['episode_id']}"

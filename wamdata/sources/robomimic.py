@@ -34,6 +34,7 @@ from wamdata.sources.base import (
     chosen_fps,
     common_length,
     described_files,
+    entry_of,
     find_files,
     json_value,
     laid_end_to_end,
@@ -197,21 +198,11 @@ class RobomimicSource(SourceAdapter):
         return [entry[1] for entry in self.files.values() if not isinstance(entry, InputError)]
 
     def work_items(self) -> list[WorkItem]:
-        items = []
-        for path, entry in self.files.items():
-            if isinstance(entry, InputError):
-                items.append(WorkItem(key=self.relative(path), path=str(path), options={"demo": None}))
-                continue
-            items += [WorkItem(key=f"{self.relative(path)}:{demo}", path=str(path), options={"demo": demo})
-                      for demo in entry[0].demos]
-        return items
+        return self.work_items_of(self.files, lambda entry: [(demo, {"demo": demo}) for demo in entry[0].demos])
 
     def read(self, item: WorkItem) -> Iterator[Episode]:
         path = Path(item.path)
-        entry = self.files[path]
-        if isinstance(entry, InputError):
-            raise entry
-        file, own_spec = entry
+        file, own_spec = entry_of(self.files, path)
         spec = self.spec_of(own_spec.name)  # merged with the other files of the same environment
         demo_name = item.options["demo"]
         with open_hdf5(path) as f:
