@@ -138,12 +138,6 @@ class SourceAdapter(ABC):
         ``Rejected`` in place of their episode."""
 
 
-def as_input_error(path: str | Path, error: Exception) -> InputError:
-    """``error`` as an InputError naming ``path``: kept as it is when it is one already (it names its file)."""
-    return error if isinstance(error, InputError) else InputError(f"{path}: cannot read: {type(error).__name__}: "
-                                                                  f"{error}")
-
-
 def described_files(paths: list[Path], describe: Callable[[Path], T]) -> dict[Path, T | InputError]:
     """``describe(path)`` of each file, or why it failed as an InputError naming the file: a file that cannot be
     described is quarantined by its work item (which raises that error), and the others are read."""
@@ -151,8 +145,10 @@ def described_files(paths: list[Path], describe: Callable[[Path], T]) -> dict[Pa
     for path in paths:
         try:
             out[path] = describe(path)
+        except InputError as e:  # it names its file already
+            out[path] = e
         except Exception as e:  # noqa: BLE001 - whatever the file's reader raises, that one file is quarantined
-            out[path] = as_input_error(path, e)
+            out[path] = InputError(f"{path}: cannot read: {type(e).__name__}: {e}")
     return out
 
 
