@@ -7,19 +7,30 @@ import importlib
 import json
 import pkgutil
 import re
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 
 from wamdata.format.config import typed
-from wamdata.format.schema import Episode, Slice, SourceSpec
+from wamdata.format.schema import SOURCE_KINDS, Episode, SchemaError, Slice, SourceSpec
 
 _REGISTRY: dict[str, type[SourceAdapter]] = {}
+T = TypeVar("T")
+
+# The schema's source kinds as a type, so that a ``kind`` option outside them fails when the options are read
+# (``typed`` checks Literal values), not when the dataset is written after every input has been read.
+SourceKind = Literal[SOURCE_KINDS]
+
+
+class InputError(SchemaError):
+    """An input that does not follow its format's layout (metadata missing a field, a file that cannot be
+    parsed); the message names the file and the reason, and the command line prints it without a traceback."""
 
 
 class InputWarning(UserWarning):
@@ -69,6 +80,25 @@ class SourceAdapter(ABC):
         values = dataclasses.asdict(self.options) if dataclasses.is_dataclass(self.options) else self.options
         return json.loads(json.dumps(values, sort_keys=True, default=str))
 
+    def relative(self, path: str | Path) -> str:
+        """``path`` as named below the input (the file's name when the input is that file): what work item keys
+        and native keys are made of, so they do not change when the input folder moves."""
+        path, root = Path(path), Path(self.input)
+        return path.name if path == root else str(path.relative_to(root))
+
+    def work_items_of(self, files: dict[Path, T | InputError],
+                      parts: Callable[[T], list[tuple[str, dict[str, Any]]]]) -> list[WorkItem]:
+        """The work items of files described by ``described_files``: ``<file>:<part>`` for each (part, options) of
+        ``parts(entry)``, and one ``<file>`` item for a file that could not be described (reading it raises why)."""
+        items = []
+        for path, entry in files.items():
+            if isinstance(entry, InputError):
+                items.append(WorkItem(key=self.relative(path), path=str(path)))
+                continue
+            items += [WorkItem(key=f"{self.relative(path)}:{part}", path=str(path), options=options)
+                      for part, options in parts(entry)]
+        return items
+
     def default_name(self) -> str:
         """The dataset name when none is given: the input's last path component, as [A-Za-z0-9_]."""
         return safe_name(PurePosixPath(str(self.input).rstrip("/")).name or self.format)
@@ -90,6 +120,11 @@ class SourceAdapter(ABC):
         return list(self._specs.values())
 
     def spec_of(self, source: str) -> SourceSpec:
+        """The spec of the source named ``source``; InputError when none of the input's files described it (their
+        own work items say why)."""
+        if source not in self._specs:
+            raise InputError(f"{self.input}: no feature spec for source {source!r}: the files that would describe it "
+                             "could not be read")
         return self._specs[source]
 
     @abstractmethod
@@ -101,6 +136,60 @@ class SourceAdapter(ABC):
         """The episodes of one work item; raises (ValueError, OSError, ...) with a reason on bad input.
         Parts of the item that are bad while the rest is good (one annotation row of a video) come out as
         ``Rejected`` in place of their episode."""
+
+
+def described_files(paths: list[Path], describe: Callable[[Path], T]) -> dict[Path, T | InputError]:
+    """``describe(path)`` of each file, or why it failed as an InputError naming the file: a file that cannot be
+    described is quarantined by its work item (which raises that error), and the others are read."""
+    out: dict[Path, T | InputError] = {}
+    for path in paths:
+        try:
+            out[path] = describe(path)
+        except InputError as e:  # it names its file already
+            out[path] = e
+        except Exception as e:  # noqa: BLE001 - whatever the file's reader raises, that one file is quarantined
+            out[path] = InputError(f"{path}: cannot read: {type(e).__name__}: {e}")
+    return out
+
+
+def entry_of(files: dict[Path, T | InputError], path: str | Path) -> T:
+    """The description of a file from ``described_files``; raises the InputError of one that has none."""
+    entry = files[Path(path)]
+    if isinstance(entry, InputError):
+        raise entry
+    return entry
+
+
+def open_hdf5(path: str | Path) -> Any:
+    """``path`` opened read-only (an ``h5py.File``, a context manager); InputError naming the file when HDF5 cannot
+    open it, since h5py's own message does not name it."""
+    import h5py  # only the HDF5 formats need it
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise InputError(f"{path}: not a readable HDF5 file: {e}") from None
+
+
+def require_positive(options: Any, *names: str) -> None:
+    """ValueError naming the first of the fields ``names`` that is set but not above zero (a rate, a size);
+    called by an ``Options.__post_init__``, so ``typed`` reports it as that option's error."""
+    for name in names:
+        value = getattr(options, name)
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be positive, got {value!r}")
+
+
+def chosen_fps(option: float | None, recorded: float | None, default: float, where: str, default_is: str) -> float:
+    """The rate of a source: the ``fps`` option when set, else the rate the input records, else ``default`` (which
+    ``default_is``: whose default it is), said as a DefaultChosen warning naming ``where`` and the option."""
+    if option is not None:
+        return option
+    if recorded is not None:
+        return float(recorded)
+    warnings.warn(f"{where}: no rate recorded; {default:g} Hz chosen ({default_is}); the option fps sets it",
+                  DefaultChosen, stacklevel=3)
+    return default
 
 
 def natural_key(name: str) -> tuple[Any, ...]:
@@ -134,7 +223,9 @@ def find_files(root: str | Path, suffixes: tuple[str, ...], what: str) -> list[P
 
 def common_length(lengths: dict[str, int], where: str) -> int:
     """The one length all of an episode's streams share; ValueError listing each stream's length otherwise
-    (streams of unequal length are never cut or padded to fit)."""
+    (streams of unequal length are never cut or padded to fit), or saying there is none."""
+    if not lengths:
+        raise ValueError(f"{where}: no per-step streams")
     if len(set(lengths.values())) != 1:
         raise ValueError(f"{where}: streams have unequal lengths: "
                          + ", ".join(f"{name}={n}" for name, n in sorted(lengths.items())))

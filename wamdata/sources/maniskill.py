@@ -7,12 +7,15 @@ observation before action t with it: the first T entries are kept, the final sta
 info. ``obs/sensor_data/<camera>/rgb`` become cameras; ``obs/agent/*`` is concatenated into ``state``;
 ``env_states/**`` into ``sim_state``; each with one named slice per leaf. ``obs`` may be absent (state-only
 recordings). One work item is one trajectory.
+
+Options: ``kind`` (default "sim"), ``fps`` (default: env_kwargs' control_freq, else ManiSkill3's 20 Hz).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,22 @@ import numpy as np
 
 from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
 from wamdata.media.codec import codec_for_frames
-from wamdata.sources.base import SourceAdapter, WorkItem, merge_specs, register, safe_name
+from wamdata.sources.base import (
+    InputError,
+    SourceAdapter,
+    SourceKind,
+    WorkItem,
+    chosen_fps,
+    common_length,
+    described_files,
+    entry_of,
+    find_files,
+    laid_end_to_end,
+    open_hdf5,
+    register,
+    require_positive,
+    safe_name,
+)
 
 MANISKILL_CONTROL_HZ = 20.0  # ManiSkill3's default control_freq, for recordings whose env_kwargs do not say
 STEP_ARRAYS = {"actions": "action", "terminated": "terminated", "truncated": "truncated", "success": "success"}
@@ -38,141 +56,135 @@ def _leaves(group: h5py.Group, prefix: str = "") -> list[tuple[str, h5py.Dataset
 
 
 def _concat_layout(leaves: list[tuple[str, h5py.Dataset]]) -> tuple[Slice, ...]:
-    slices, start = [], 0
-    for name, dataset in leaves:
-        width = int(np.prod(dataset.shape[1:])) if dataset.ndim > 1 else 1
-        slices.append(Slice(safe_name(name), start, start + width))
-        start += width
-    return tuple(slices)
+    return laid_end_to_end([(name, int(np.prod(dataset.shape[1:]))) for name, dataset in leaves])
 
 
 @register
 class ManiSkillSource(SourceAdapter):
     format = "maniskill"
 
-    def __init__(self, input: str, kind: str = "sim", **options: Any) -> None:
-        super().__init__(input, **options)
-        self.kind = kind
+    @dataclass(frozen=True)
+    class Options:
+        """``kind``: the source kind. ``fps``: the control rate (default: the recording's control_freq, else
+        ManiSkill3's default 20 Hz, said as a DefaultChosen warning)."""
 
-    @cached_property
-    def recordings(self) -> list[Path]:
-        root = Path(self.input)
-        paths = [root] if root.is_file() else sorted(root.rglob("*.h5"))
-        if not paths:
-            raise FileNotFoundError(f"{root}: no ManiSkill .h5 trajectories")
-        return paths
+        kind: SourceKind = "sim"
+        fps: float | None = None
+
+        def __post_init__(self) -> None:
+            require_positive(self, "fps")
 
     @staticmethod
     def _metadata(path: Path) -> dict[str, Any]:
-        meta = path.with_suffix(".json")
+        """The recording's .json, checked for what is read from it: env_info (a mapping) and episodes."""
+        where = path.with_suffix(".json")
         try:
-            return json.loads(meta.read_text())
+            meta = json.loads(where.read_text())
         except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"{meta}: ManiSkill metadata unreadable: {e}") from None
+            raise InputError(f"{where}: ManiSkill metadata unreadable: {e}") from None
+        env_info = meta.get("env_info", {}) if isinstance(meta, dict) else None
+        if not isinstance(env_info, dict) or not isinstance(env_info.get("env_kwargs", {}), dict):
+            raise InputError(f"{where}: not ManiSkill metadata (a mapping with env_info {{env_kwargs}} and episodes)")
+        episodes = meta.get("episodes")
+        if not isinstance(episodes, list) or not all(isinstance(ep, dict) and "episode_id" in ep for ep in episodes):
+            raise InputError(f"{where}: episodes must be a list of {{episode_id, ...}} entries")
+        if not episodes:
+            raise InputError(f"{where}: lists no episodes")
+        return meta
 
-    def _source_name(self, meta: dict[str, Any]) -> str:
-        return safe_name(meta.get("env_info", {}).get("env_id", "maniskill")).lower()
+    @cached_property
+    def files(self) -> dict[Path, tuple[dict[str, Any], SourceSpec] | InputError]:
+        """Each recording's metadata and spec, or why it cannot be read (its work item is then quarantined)."""
+        return described_files(find_files(self.input, (".h5",), "ManiSkill trajectories"), self._described)
+
+    def _described(self, path: Path) -> tuple[dict[str, Any], SourceSpec]:
+        meta = self._metadata(path)
+        return meta, self._spec_of(path, meta)
 
     def _spec_of(self, path: Path, meta: dict[str, Any]) -> SourceSpec:
         env_info = meta.get("env_info", {})
         kwargs = env_info.get("env_kwargs", {})
-        first = meta["episodes"][0]["episode_id"]
         cameras, arrays = {}, {}
-        with h5py.File(path, "r") as f:
-            traj = f[f"traj_{first}"]
+        with open_hdf5(path) as f:
+            listed = [f"traj_{ep['episode_id']}" for ep in meta["episodes"]]
+            present = [name for name in listed if name in f]
+            if not present:
+                raise InputError(f"{path}: none of the trajectories {path.with_suffix('.json').name} lists is in "
+                                 f"the file ({', '.join(listed[:3])}{', ...' if len(listed) > 3 else ''})")
+            traj = f[present[0]]
             for key, name in STEP_ARRAYS.items():
                 if key in traj:
                     arrays[name] = ArraySpec(traj[key].dtype.name, traj[key].shape[1:])
-            if "env_states" in traj:
-                layout = _concat_layout(_leaves(traj["env_states"]))
-                arrays["sim_state"] = ArraySpec("float32", (layout[-1].stop,), layout)
-            if "obs" in traj:
-                for camera in sorted(traj["obs"].get("sensor_data", {})):
-                    rgb = traj["obs"]["sensor_data"][camera].get("rgb")
-                    if rgb is not None:
-                        height, width = rgb.shape[1:3]
-                        codec = codec_for_frames(height, width).to_json()
-                        cameras[safe_name(camera)] = CameraSpec(height, width, codec)
-                if "agent" in traj["obs"]:
-                    layout = _concat_layout(_leaves(traj["obs"]["agent"]))
-                    arrays["state"] = ArraySpec("float32", (layout[-1].stop,), layout)
+            for group, name in (("env_states", "sim_state"), ("obs/agent", "state")):
+                layout = _concat_layout(_leaves(traj[group])) if group in traj else ()
+                if layout:
+                    arrays[name] = ArraySpec("float32", (layout[-1].stop,), layout)
+            for camera, rgb in _cameras(traj):
+                height, width = rgb.shape[1:3]
+                cameras[camera] = CameraSpec(height, width, codec_for_frames(height, width).to_json())
         robots = kwargs.get("robot_uids") or "maniskill_agent"
         return SourceSpec(
-            name=self._source_name(meta), kind=self.kind, format=self.format,
+            name=safe_name(env_info.get("env_id", "maniskill")).lower(), kind=self.options.kind, format=self.format,
             embodiment=safe_name(robots if isinstance(robots, str) else "_".join(robots)).lower(),
-            fps=float(kwargs.get("control_freq") or MANISKILL_CONTROL_HZ), cameras=cameras, arrays=arrays,
+            fps=chosen_fps(self.options.fps, kwargs.get("control_freq") or None, MANISKILL_CONTROL_HZ,
+                           str(path.with_suffix(".json")), "ManiSkill3's default control_freq"),
+            cameras=cameras, arrays=arrays,
             uri=str(self.input), description=f"ManiSkill3 {env_info.get('env_id')}",
         )
 
-    @cached_property
-    def source_specs(self) -> dict[str, SourceSpec]:
-        specs = []
-        for path in self.recordings:
-            try:
-                specs.append(self._spec_of(path, self._metadata(path)))
-            except (OSError, ValueError, KeyError, IndexError):
-                continue  # its work items fail with the reason and are quarantined
-        return {spec.name: spec for spec in merge_specs(specs)}
-
-    def specs(self) -> list[SourceSpec]:
-        return list(self.source_specs.values())
+    def describe(self) -> list[SourceSpec]:
+        return [entry[1] for entry in self.files.values() if not isinstance(entry, InputError)]
 
     def work_items(self) -> list[WorkItem]:
-        items = []
-        for path in self.recordings:
-            name = path.name if Path(self.input).is_file() else str(path.relative_to(self.input))
-            try:
-                episodes = self._metadata(path)["episodes"]
-            except (ValueError, KeyError) as e:
-                items.append(WorkItem(key=name, path=str(path), options={"error": str(e)}))
-                continue
-            items += [WorkItem(key=f"{name}:traj_{ep['episode_id']}", path=str(path), options={"episode": ep})
-                      for ep in episodes]
-        return items
+        return self.work_items_of(self.files, lambda entry: [(f"traj_{ep['episode_id']}", {"episode": ep})
+                                                             for ep in entry[0]["episodes"]])
 
     def read(self, item: WorkItem) -> Iterator[Episode]:
-        if "error" in item.options:
-            raise ValueError(item.options["error"])
         path = Path(item.path)
-        meta = self._metadata(path)
-        spec = self.source_specs[self._source_name(meta)]
+        meta, own_spec = entry_of(self.files, path)
+        spec = self.spec_of(own_spec.name)  # merged with the other recordings of the same environment
         episode = item.options["episode"]
         traj_name = f"traj_{episode['episode_id']}"
-        with h5py.File(path, "r") as f:
+        with open_hdf5(path) as f:
             if traj_name not in f:
-                raise KeyError(f"{path}: {traj_name} is listed in {path.with_suffix('.json').name} but not in the file")
+                raise InputError(f"{path}: {traj_name} is listed in {path.with_suffix('.json').name} but not in the "
+                                 "file")
             traj = f[traj_name]
-            num_steps = len(traj["actions"])
+            steps = {name: traj[key] for key, name in STEP_ARRAYS.items() if key in traj}
+            if "action" not in steps:
+                raise InputError(f"{path}: {traj_name} has no actions")
+            num_steps = common_length({name: len(d) for name, d in steps.items()}, f"{path}: {traj_name}")
             if episode.get("elapsed_steps") not in (None, num_steps):
-                raise ValueError(f"{path}: {traj_name} has {num_steps} actions, the json says elapsed_steps "
+                raise InputError(f"{path}: {traj_name} has {num_steps} actions, the json says elapsed_steps "
                                  f"{episode['elapsed_steps']}")
-            arrays = {name: traj[key][()] for key, name in STEP_ARRAYS.items() if key in traj}
-            info: dict[str, Any] = {k: v for k, v in episode.items()}
-            frames = {}
+            # observations and states hold one entry more: the state after the last action too
+            observed = {f"camera {camera}": len(rgb) for camera, rgb in _cameras(traj)}
+            observed |= {f"{group}/{name}": len(d) for group in ("env_states", "obs/agent") if group in traj
+                         for name, d in _leaves(traj[group])}
+            entries = common_length(observed, f"{path}: {traj_name}") if observed else num_steps + 1
+            if entries != num_steps + 1:
+                raise InputError(f"{path}: {traj_name} has {entries} observations and states for {num_steps} actions "
+                                 f"(expected {num_steps + 1})")
+            arrays = {name: dataset[()] for name, dataset in steps.items()}
+            info: dict[str, Any] = dict(episode)
             if "env_states" in traj:
-                states = self._stacked(traj["env_states"], num_steps + 1, path, traj_name)
+                states = _stacked(traj["env_states"])
                 arrays["sim_state"], info["final_sim_state"] = states[:num_steps], states[num_steps].tolist()
-            if "obs" in traj:
-                for camera in traj["obs"].get("sensor_data", {}):
-                    rgb = traj["obs"]["sensor_data"][camera]["rgb"]
-                    if len(rgb) != num_steps + 1:
-                        raise ValueError(f"{path}: {traj_name} camera {camera} has {len(rgb)} frames for "
-                                         f"{num_steps} actions (expected {num_steps + 1})")
-                    frames[safe_name(camera)] = rgb[:num_steps]
-                if "agent" in traj["obs"]:
-                    arrays["state"] = self._stacked(traj["obs"]["agent"], num_steps + 1, path, traj_name)[:num_steps]
+            if "obs/agent" in traj:
+                arrays["state"] = _stacked(traj["obs/agent"])[:num_steps]
+            frames = {camera: rgb[:num_steps] for camera, rgb in _cameras(traj)}
         info["env_info"] = meta.get("env_info", {})
         yield Episode(
-            source=spec.name, native_key=f"{item.key}", num_steps=num_steps, frames=frames, arrays=arrays,
-            info=info,
+            source=spec.name, native_key=item.key, num_steps=num_steps, frames=frames, arrays=arrays, info=info,
         )
 
-    @staticmethod
-    def _stacked(group: h5py.Group, expected: int, path: Path, traj: str) -> np.ndarray:
-        parts = []
-        for name, dataset in _leaves(group):
-            if len(dataset) != expected:
-                raise ValueError(f"{path}: {traj}/{group.name.split('/')[-1]}/{name} has {len(dataset)} entries, "
-                                 f"expected {expected}")
-            parts.append(dataset[()].reshape(expected, -1).astype(np.float32))
-        return np.concatenate(parts, axis=1)
+
+def _cameras(traj: h5py.Group) -> list[tuple[str, h5py.Dataset]]:
+    """(camera name, its rgb dataset) of each sensor that records colour (depth-only sensors have none)."""
+    sensors = traj.get("obs/sensor_data", {})
+    return [(safe_name(camera), sensors[camera]["rgb"]) for camera in sorted(sensors) if "rgb" in sensors[camera]]
+
+
+def _stacked(group: h5py.Group) -> np.ndarray:
+    """A group's leaves, flattened per entry and laid end to end (as ``_concat_layout`` names them), float32."""
+    return np.concatenate([d[()].reshape(len(d), -1).astype(np.float32) for _, d in _leaves(group)], axis=1)

@@ -6,13 +6,18 @@ feature becomes a camera, every other per-step tensor an array (the native ``act
 ``action_eef7``, ``reward``, ``discount``, ``language_embedding``, ... as the data has them). Whether an
 episode has frames for a camera and an instruction is decided from its content: all-zero image streams
 are dummy cameras and left out of that episode, whatever ``has_image_*`` says.
+
+Options: ``dataset`` (the registry entry to apply; default: the builder's name), ``fps`` (default: the
+registry's rate, else 10 Hz).
 """
 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import cache, cached_property
 from importlib import resources
 from pathlib import PurePosixPath
@@ -23,10 +28,20 @@ import yaml
 
 from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
 from wamdata.media.codec import codec_for_frames
-from wamdata.sources.base import SourceAdapter, WorkItem, register, safe_name
+from wamdata.sources.base import (
+    InputError,
+    SourceAdapter,
+    WorkItem,
+    chosen_fps,
+    json_value,
+    laid_end_to_end,
+    register,
+    require_positive,
+    safe_name,
+)
 
 STEP_BOOKKEEPING = ("is_first", "is_last")  # derivable from the position in the episode
-DEFAULT_FPS = 10.0
+DEFAULT_FPS = 10.0  # the most common rate among the registry's datasets, for those it does not list
 EEF7_SLICES = (Slice("eef_delta_pos", 0, 3), Slice("eef_delta_rot", 3, 6),
                Slice("gripper", 6, 7, None, "1 open, 0 closed"))
 
@@ -76,19 +91,22 @@ def _builder(directory: str) -> Any:
     with contextlib.suppress(RuntimeError):
         tf.config.threading.set_inter_op_parallelism_threads(1)
         tf.config.threading.set_intra_op_parallelism_threads(1)
-    return tfds.builder_from_directory(directory)
+    try:
+        return tfds.builder_from_directory(directory)
+    except OSError as e:  # tfds's DatasetInfoFileError: no or no readable dataset_info.json
+        raise InputError(f"{directory}: not an RLDS (TFDS) dataset folder: {e}") from None
 
 
-def _flatten(features: Any, prefix: str = "") -> dict[str, Any]:
-    """Leaf features of a (nested) FeaturesDict as {"a/b": feature}."""
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Leaves of a nested FeaturesDict (the features) or dict (an episode's tensors) as {"a/b": leaf}."""
     import tensorflow_datasets as tfds
 
-    if isinstance(features, tfds.features.FeaturesDict):
+    if isinstance(tree, dict | tfds.features.FeaturesDict):
         out = {}
-        for key, sub in features.items():
+        for key, sub in tree.items():
             out.update(_flatten(sub, f"{prefix}{key}/"))
         return out
-    return {prefix.rstrip("/"): features}
+    return {prefix.rstrip("/"): tree}
 
 
 def _parse_ref(ref: str) -> tuple[str, int | None, int | None]:
@@ -103,10 +121,24 @@ def _parse_ref(ref: str) -> tuple[str, int | None, int | None]:
 class OxeRldsSource(SourceAdapter):
     format = "oxe_rlds"
 
-    def __init__(self, input: str, dataset: str | None = None, **options: Any) -> None:
+    @dataclass(frozen=True)
+    class Options:
+        """``dataset``: the standardization registry entry to apply (default: the builder's name). ``fps``: the
+        control rate (default: the registry's, else 10 Hz, said as a DefaultChosen warning)."""
+
+        dataset: str | None = None
+        fps: float | None = None
+
+        def __post_init__(self) -> None:
+            require_positive(self, "fps")
+            if self.dataset is not None and self.dataset not in standardization_registry():
+                close = difflib.get_close_matches(self.dataset, list(standardization_registry()), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"option 'dataset': {self.dataset!r} is not in oxe_standardization.yaml{hint}")
+
+    def __init__(self, input: str, **options: Any) -> None:
         super().__init__(input, **options)
         self.directory = str(input).rstrip("/")
-        self.dataset = dataset
 
     @property
     def builder(self) -> Any:
@@ -114,7 +146,11 @@ class OxeRldsSource(SourceAdapter):
 
     @cached_property
     def dataset_name(self) -> str:
-        return self.dataset or self.builder.info.name
+        return self.options.dataset or self.builder.info.name
+
+    @property
+    def source_name(self) -> str:
+        return safe_name(self.dataset_name).lower()
 
     @cached_property
     def standard(self) -> dict[str, Any]:
@@ -192,11 +228,7 @@ class OxeRldsSource(SourceAdapter):
             return tuple(Slice(*s) for s in explicit[name])
         if len(parts) < 2:
             return ()
-        slices, start = [], 0
-        for key, width, _, _ in parts:
-            slices.append(Slice(safe_name(key.split("/", 1)[-1]), start, start + width))
-            start += width
-        return tuple(slices)
+        return laid_end_to_end([(key.split("/", 1)[-1], width) for key, width, _, _ in parts])
 
     @cached_property
     def arrays(self) -> dict[str, ArraySpec]:
@@ -210,16 +242,20 @@ class OxeRldsSource(SourceAdapter):
                                            "canonical: eef delta xyz, eef delta rotation, gripper 1 open / 0 closed")
         return out
 
-    def specs(self) -> list[SourceSpec]:
+    def _fps(self) -> float:
+        where = f"{self.directory}: {self.dataset_name}, which oxe_standardization.yaml gives no fps"
+        return chosen_fps(self.options.fps, self.standard.get("fps"), DEFAULT_FPS, where, "this adapter's default")
+
+    def describe(self) -> list[SourceSpec]:
         cameras = {}
         for key, camera in self.camera_keys.items():
             height, width, _ = self.step_features[key].shape
             cameras[camera] = CameraSpec(int(height), int(width), codec_for_frames(height, width).to_json(),
                                          f"RLDS {key}")
         return [SourceSpec(
-            name=safe_name(self.dataset_name).lower(), kind=self.standard.get("kind", "teleop"), format=self.format,
+            name=self.source_name, kind=self.standard.get("kind", "teleop"), format=self.format,
             embodiment=safe_name(self.standard.get("embodiment", self.dataset_name)).lower(),
-            fps=float(self.standard.get("fps", DEFAULT_FPS)), cameras=cameras, arrays=self.arrays,
+            fps=self._fps(), cameras=cameras, arrays=self.arrays,
             uri=self.directory,
             description=f"RLDS {self.builder.info.full_name}" + ("" if self.standard else " (not in the registry)"),
         )]
@@ -242,14 +278,15 @@ class OxeRldsSource(SourceAdapter):
 
         if not tf.io.gfile.exists(item.path):
             raise FileNotFoundError(f"{item.path}: listed in dataset_info.json but missing")
-        spec = self.specs()[0]
+        spec = self.spec_of(self.source_name)
         split, start, stop = item.options["split"], item.options["start"], item.options["stop"]
         episodes = self.builder.as_dataset(split=f"{split}[{start}:{stop}]", shuffle_files=False)
         count = 0
         for position, episode in enumerate(episodes, start=start):
             steps = episode["steps"].batch(1 << 30).get_single_element()
-            flat = {key: value.numpy() for key, value in _flatten_tensors(steps).items()}
-            metadata = {k: _plain(v.numpy()) for k, v in _flatten_tensors(episode.get("episode_metadata", {})).items()}
+            flat = {key: value.numpy() for key, value in _flatten(steps).items()}
+            metadata = _flatten(episode.get("episode_metadata", {}))
+            metadata = {key: json_value(value.numpy()) for key, value in metadata.items()}
             yield self._episode(spec, flat, metadata, f"{split}/{position:08d}", split)
             count += 1
         if count != stop - start:
@@ -298,17 +335,3 @@ class OxeRldsSource(SourceAdapter):
         unique = list(dict.fromkeys(t.strip() for t in texts if t.strip()))
         return "; ".join(unique) or None
 
-
-def _flatten_tensors(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        out = {}
-        for key, value in tree.items():
-            out.update(_flatten_tensors(value, f"{prefix}{key}/"))
-        return out
-    return {prefix.rstrip("/"): tree}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    return value.item() if isinstance(value, np.generic) else value.tolist()

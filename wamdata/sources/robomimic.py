@@ -7,14 +7,16 @@ observations are concatenated, in sorted key order, into ``state`` with one name
 files carry no images and become state/action episodes: ``states`` (the flattened MuJoCo state) is kept as
 ``sim_state`` in both flavours, and ``joint_torques`` when present. LIBERO renders its cameras upside down;
 those frames are rotated 180 degrees (recorded in each episode's info). The input is one file or a folder
-of them; one work item is one demo.
+of them; one work item is one demo. Files are read in natural order (run_2 before run_10).
+
+Options: ``kind`` (default "sim"), ``fps`` (default: each file's control_freq, else robosuite's 20 Hz).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,24 @@ import numpy as np
 
 from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
 from wamdata.media.codec import codec_for_frames
-from wamdata.sources.base import SourceAdapter, WorkItem, merge_specs, register, safe_name
+from wamdata.sources.base import (
+    InputError,
+    SourceAdapter,
+    SourceKind,
+    WorkItem,
+    chosen_fps,
+    common_length,
+    described_files,
+    entry_of,
+    find_files,
+    json_value,
+    laid_end_to_end,
+    natural_key,
+    open_hdf5,
+    register,
+    require_positive,
+    safe_name,
+)
 
 ROBOSUITE_CONTROL_HZ = 20.0  # robosuite's default control_freq, for files whose env_info does not say
 OSC_POSE_SLICES = (
@@ -34,27 +53,17 @@ OSC_POSE_SLICES = (
 GRIPPER_SLICE = Slice("gripper", 6, 7, None, "gripper command: -1 open, +1 close")
 
 
-def _natural_key(name: str) -> tuple[Any, ...]:
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
-
-
-def _json_attr(attrs: h5py.AttributeManager, name: str) -> Any:
-    value = attrs.get(name)
-    if value is None:
+def _json_object(text: Any, where: str) -> dict[str, Any] | None:
+    """An attribute that holds a JSON object (env_args, env_info, problem_info, ep_meta), parsed; None if absent."""
+    if text is None:
         return None
-    text = value.decode() if isinstance(value, bytes) else str(value)
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _text(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value if isinstance(value, str | int | float | bool) else str(value)
+        value = json.loads(text) if isinstance(text, str) else text
+    except json.JSONDecodeError as e:
+        raise InputError(f"{where}: not JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: holds {type(value).__name__}, not a JSON object")
+    return value
 
 
 def _is_camera(dtype: np.dtype, shape: tuple[int, ...]) -> bool:
@@ -71,15 +80,25 @@ class RobomimicFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        with h5py.File(path, "r") as f:
-            data = f["data"]
-            self.attrs = {k: _text(v) for k, v in data.attrs.items()}
-            self.env_args = _json_attr(data.attrs, "env_args") or {}
-            self.env_info = _json_attr(data.attrs, "env_info") or {}
-            self.problem_info = _json_attr(data.attrs, "problem_info") or {}
-            self.demos = sorted((k for k in data if k.startswith("demo")), key=_natural_key)
+        with open_hdf5(path) as f:
+            data = f.get("data")
+            if not isinstance(data, h5py.Group):
+                raise InputError(f"{path}: no data group (robomimic and robosuite files keep their demos in data/)")
+            self.attrs = {k: json_value(v) for k, v in data.attrs.items()}
+            self.env_args, self.env_info, self.problem_info = (
+                _json_object(self.attrs.get(name), f"{path}: data attribute {name}") or {}
+                for name in ("env_args", "env_info", "problem_info"))
+            # converted files keep the environment's kwargs in env_args, raw collections in env_info itself
+            self.env_kwargs = self.env_args.get("env_kwargs", self.env_info)
+            if not isinstance(self.env_kwargs, dict):
+                raise InputError(f"{path}: data attribute env_args: env_kwargs is not a mapping")
+            rate = self.env_kwargs.get("control_freq")
+            if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0):
+                raise InputError(f"{path}: control_freq {rate!r} is not a positive number")
+            self.control_freq = None if rate is None else float(rate)
+            self.demos = sorted((k for k in data if k.startswith("demo")), key=natural_key)
             if not self.demos:
-                raise ValueError(f"{path}: no data/demo_* groups")
+                raise InputError(f"{path}: no data/demo_* groups")
             first = data[self.demos[0]]
             self.converted = "obs" in first
             self.layout = {name: (ds.dtype.str, ds.shape[1:]) for name, ds in self._datasets(first)}
@@ -98,22 +117,17 @@ class RobomimicFile:
 
     @property
     def controller(self) -> dict[str, Any]:
-        kwargs = self.env_args.get("env_kwargs", self.env_info)
-        return kwargs.get("controller_configs") or {}
+        return self.env_kwargs.get("controller_configs") or {}
 
     @property
     def robots(self) -> list[str]:
-        robots = self.env_args.get("env_kwargs", self.env_info).get("robots") or ["robot"]
+        robots = self.env_kwargs.get("robots") or ["robot"]
         return [robots] if isinstance(robots, str) else list(robots)
-
-    @property
-    def fps(self) -> float:
-        return float(self.env_args.get("env_kwargs", self.env_info).get("control_freq") or ROBOSUITE_CONTROL_HZ)
 
     @property
     def is_libero(self) -> bool:
         return "libero" in self.env_name.lower() or "bddl_file_name" in self.attrs or "bddl_file" in str(
-            self.env_args.get("env_kwargs", {}))
+            self.env_kwargs)
 
     @property
     def source_name(self) -> str:
@@ -129,37 +143,29 @@ class RobomimicFile:
 class RobomimicSource(SourceAdapter):
     format = "robomimic"
 
-    def __init__(self, input: str, kind: str = "sim", **options: Any) -> None:
-        super().__init__(input, **options)
-        self.kind = kind
+    @dataclass(frozen=True)
+    class Options:
+        """``kind``: the source kind of every file. ``fps``: the control rate (default: each file's
+        control_freq, else robosuite's default 20 Hz, said as a DefaultChosen warning)."""
+
+        kind: SourceKind = "sim"
+        fps: float | None = None
+
+        def __post_init__(self) -> None:
+            require_positive(self, "fps")
 
     @cached_property
-    def paths(self) -> list[Path]:
-        root = Path(self.input)
-        if root.is_file():
-            return [root]
-        paths = sorted(p for p in root.rglob("*") if p.suffix in (".hdf5", ".h5") and p.is_file())
-        if not paths:
-            raise FileNotFoundError(f"{root}: no .hdf5 / .h5 files")
-        return paths
+    def files(self) -> dict[Path, tuple[RobomimicFile, SourceSpec] | InputError]:
+        """Each file's description and spec, or why it cannot be read (its work item is then quarantined)."""
+        return described_files(find_files(self.input, (".hdf5", ".h5"), "robomimic / robosuite HDF5 files"),
+                               self._described)
 
-    @cached_property
-    def files(self) -> dict[Path, RobomimicFile | Exception]:
-        """Each file's description, or why it cannot be opened (its work item is then quarantined)."""
-        out: dict[Path, RobomimicFile | Exception] = {}
-        for path in self.paths:
-            try:
-                out[path] = RobomimicFile(path)
-            except Exception as e:  # noqa: BLE001 - an unreadable file is reported by its work item
-                out[path] = e
-        return out
-
-    def _relative(self, path: Path) -> str:
-        root = Path(self.input)
-        return path.name if root.is_file() else str(path.relative_to(root))
+    def _described(self, path: Path) -> tuple[RobomimicFile, SourceSpec]:
+        file = RobomimicFile(path)
+        return file, self._spec_of(file)
 
     def _spec_of(self, file: RobomimicFile) -> SourceSpec:
-        cameras, arrays, state_slices, state_dtype = {}, {}, [], None
+        cameras, arrays, state_parts, state_dtype = {}, {}, [], None
         for name, (dtype, shape) in file.layout.items():
             if name.startswith("obs/"):
                 key = name.removeprefix("obs/")
@@ -167,8 +173,7 @@ class RobomimicSource(SourceAdapter):
                     codec = codec_for_frames(shape[0], shape[1]).to_json()
                     cameras[_camera_name(key)] = CameraSpec(shape[0], shape[1], codec)
                 elif len(shape) <= 1:
-                    start = state_slices[-1].stop if state_slices else 0
-                    state_slices.append(Slice(key, start, start + (shape[0] if shape else 1)))
+                    state_parts.append((key, shape[0] if shape else 1))
                     state_dtype = np.result_type(state_dtype or dtype, dtype)
                 else:
                     arrays[f"obs_{safe_name(key)}"] = ArraySpec(np.dtype(dtype).name, shape)
@@ -177,41 +182,30 @@ class RobomimicSource(SourceAdapter):
             else:
                 array = {"states": "sim_state", "rewards": "reward", "dones": "done"}.get(name, name)
                 arrays[array] = ArraySpec(np.dtype(dtype).name, shape)
-        if state_slices:
-            arrays["state"] = ArraySpec(np.dtype(state_dtype).name, (state_slices[-1].stop,), tuple(state_slices))
+        if state_parts:
+            slices = laid_end_to_end(state_parts)
+            arrays["state"] = ArraySpec(np.dtype(state_dtype).name, (slices[-1].stop,), slices)
         flavour = "robomimic-converted" if file.converted else "raw robosuite collection"
         return SourceSpec(
-            name=file.source_name, kind=self.kind, format=self.format,
-            embodiment=safe_name("_".join(file.robots)).lower(), fps=file.fps, cameras=cameras, arrays=arrays,
+            name=file.source_name, kind=self.options.kind, format=self.format,
+            embodiment=safe_name("_".join(file.robots)).lower(), cameras=cameras, arrays=arrays,
+            fps=chosen_fps(self.options.fps, file.control_freq, ROBOSUITE_CONTROL_HZ, str(file.path),
+                           "robosuite's default control_freq"),
             uri=str(self.input), description=f"{flavour}: {file.env_name}",
         )
 
-    @cached_property
-    def source_specs(self) -> dict[str, SourceSpec]:
-        specs = [self._spec_of(file) for file in self.files.values() if isinstance(file, RobomimicFile)]
-        return {spec.name: spec for spec in merge_specs(specs)}
-
-    def specs(self) -> list[SourceSpec]:
-        return list(self.source_specs.values())
+    def describe(self) -> list[SourceSpec]:
+        return [entry[1] for entry in self.files.values() if not isinstance(entry, InputError)]
 
     def work_items(self) -> list[WorkItem]:
-        items = []
-        for path, file in self.files.items():
-            if isinstance(file, Exception):
-                items.append(WorkItem(key=self._relative(path), path=str(path), options={"demo": None}))
-                continue
-            items += [WorkItem(key=f"{self._relative(path)}:{demo}", path=str(path), options={"demo": demo})
-                      for demo in file.demos]
-        return items
+        return self.work_items_of(self.files, lambda entry: [(demo, {"demo": demo}) for demo in entry[0].demos])
 
     def read(self, item: WorkItem) -> Iterator[Episode]:
         path = Path(item.path)
-        file = self.files[path] if path in self.files else RobomimicFile(path)
-        if isinstance(file, Exception):
-            raise ValueError(f"{path}: cannot read: {type(file).__name__}: {file}")
-        spec = self.source_specs[file.source_name]
+        file, own_spec = entry_of(self.files, path)
+        spec = self.spec_of(own_spec.name)  # merged with the other files of the same environment
         demo_name = item.options["demo"]
-        with h5py.File(path, "r") as f:
+        with open_hdf5(path) as f:
             demo = f["data"][demo_name]
             arrays: dict[str, np.ndarray] = {}
             frames: dict[str, np.ndarray] = {}
@@ -230,19 +224,17 @@ class RobomimicSource(SourceAdapter):
                     arrays[array.get(name, name)] = dataset[()]
             if state_parts:
                 arrays["state"] = np.concatenate(state_parts, axis=1).astype(spec.arrays["state"].dtype)
-            demo_attrs = {k: _text(v) for k, v in demo.attrs.items()}
+            demo_attrs = {k: json_value(v) for k, v in demo.attrs.items()}
         lengths = {name: len(a) for name, a in arrays.items()} | {f"camera {c}": len(v) for c, v in frames.items()}
-        if len(set(lengths.values())) != 1:
-            raise ValueError(f"{path}: {demo_name}: streams have unequal lengths {lengths}")
-        ep_meta = demo_attrs.pop("ep_meta", None)
-        ep_meta = json.loads(ep_meta) if isinstance(ep_meta, str) and ep_meta.startswith("{") else ep_meta
+        num_steps = common_length(lengths, f"{path}: {demo_name}")
+        ep_meta = _json_object(demo_attrs.pop("ep_meta", None), f"{path}: {demo_name} attribute ep_meta")
         info = self._info(file, path, demo_attrs, ep_meta)
         if frames and file.is_libero:
             info["frames"] = "rotated 180 degrees (LIBERO renders its cameras upside down)"
         yield Episode(
             source=spec.name,
-            native_key=f"{self._relative(path)}:{demo_name}",
-            num_steps=next(iter(lengths.values())),
+            native_key=f"{self.relative(path)}:{demo_name}",
+            num_steps=num_steps,
             frames=frames,
             arrays=arrays,
             language=self._language(file, ep_meta),
@@ -250,13 +242,14 @@ class RobomimicSource(SourceAdapter):
         )
 
     @staticmethod
-    def _language(file: RobomimicFile, ep_meta: Any) -> str | None:
-        if isinstance(ep_meta, dict) and ep_meta.get("lang"):
+    def _language(file: RobomimicFile, ep_meta: dict[str, Any] | None) -> str | None:
+        if ep_meta and ep_meta.get("lang"):
             return str(ep_meta["lang"])
-        return file.problem_info.get("language_instruction") if isinstance(file.problem_info, dict) else None
+        return file.problem_info.get("language_instruction")
 
     @staticmethod
-    def _info(file: RobomimicFile, path: Path, demo_attrs: dict[str, Any], ep_meta: Any) -> dict[str, Any]:
+    def _info(file: RobomimicFile, path: Path, demo_attrs: dict[str, Any],
+              ep_meta: dict[str, Any] | None) -> dict[str, Any]:
         model = demo_attrs.pop("model_file", None)
         if isinstance(model, str) and not model.lstrip().startswith("<"):
             model_path = path.parent / "models" / model

@@ -8,13 +8,16 @@ arm: ``_left`` / ``_right`` suffixed keys) and h5_sim_franka_3rgb (keys under ``
 named by its path (``puppet_end_effector_left``, ...); ``action`` is the teleoperation master's joint
 positions and ``state`` the follower's (``puppet``, or ``franka`` in simulation), left arm then right arm,
 with named slices. Streams of unequal length are not guessed at: the episode is quarantined with each
-stream's length. The task folder name is the language instruction. One work item is one episode.
+stream's length. The task folder name is the language instruction. One work item is one episode, in natural order.
+
+Options: ``kind`` (default "teleop"; the simulated robots, h5_sim_*, are "sim").
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,17 @@ from PIL import Image
 
 from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
 from wamdata.media.codec import codec_for_frames
-from wamdata.sources.base import SourceAdapter, WorkItem, merge_specs, register, safe_name
+from wamdata.sources.base import (
+    SourceAdapter,
+    SourceKind,
+    WorkItem,
+    common_length,
+    laid_end_to_end,
+    natural_key,
+    open_hdf5,
+    register,
+    safe_name,
+)
 
 ROBOMIND_FPS = 30.0  # recording rate of the RoboMIND robots; files carry no timing
 TRAJECTORY = "trajectory.hdf5"
@@ -56,7 +69,8 @@ class RobomindEpisode:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        parts = path.parts
+        # named by the folders above it, which may lie above a relative input (``wamdata ingest robomind .``)
+        parts = path.absolute().parts
         self.split, self.task, self.robot_type = parts[-4], parts[-6], parts[-7]
 
     @property
@@ -72,7 +86,7 @@ class RobomindEpisode:
         arrays: dict[str, np.ndarray] = {}
         frames: dict[str, np.ndarray] = {}
         lengths: dict[str, int] = {}
-        with h5py.File(self.path, "r") as f:
+        with open_hdf5(self.path) as f:
             master, follower = self.roles(f)
             for role, name in ((master, "action"), (follower, "state")):
                 keys = _arm_keys(f, role) if role else []
@@ -100,30 +114,34 @@ class RobomindEpisode:
         return arrays, frames, lengths
 
     def joint_slices(self, name: str) -> tuple[Slice, ...]:
-        with h5py.File(self.path, "r") as f:
+        with open_hdf5(self.path) as f:
             role = self.roles(f)[0 if name == "action" else 1]
             keys = _arm_keys(f, role) if role else []
-            slices, start = [], 0
-            for key in keys:
-                width = int(np.prod(f[key].shape[1:]))
-                arm = key.rsplit("joint_position", 1)[1].lstrip("_") or "arm"
-                slices.append(Slice(f"{arm}_joint_position", start, start + width, "rad"))
-                start += width
-        return tuple(slices)
+            arms = [key.rsplit("joint_position", 1)[1].lstrip("_") or "arm" for key in keys]
+            widths = [int(np.prod(f[key].shape[1:])) for key in keys]
+        return laid_end_to_end([(f"{arm}_joint_position", width) for arm, width in zip(arms, widths, strict=True)],
+                               "rad")
 
 
 @register
 class RobomindSource(SourceAdapter):
     format = "robomind"
 
-    def __init__(self, input: str, kind: str = "teleop", **options: Any) -> None:
+    @dataclass(frozen=True)
+    class Options:
+        """``kind``: the source kind of the real robots (simulated ones, h5_sim_*, are always "sim")."""
+
+        kind: SourceKind = "teleop"
+
+    def __init__(self, input: str, **options: Any) -> None:
         super().__init__(input, **options)
         self.root = Path(input)
-        self.kind = kind
 
     @cached_property
     def episodes(self) -> list[RobomindEpisode]:
-        paths = sorted(self.root.rglob(f"success_episodes/*/*/data/{TRAJECTORY}"))
+        # the layout names the files, not a suffix: find_files would also take the other HDF5 files around them
+        paths = sorted(self.root.rglob(f"success_episodes/*/*/data/{TRAJECTORY}"),
+                       key=lambda p: natural_key(self.relative(p)))
         if not paths:
             raise FileNotFoundError(f"{self.root}: no */success_episodes/<split>/<episode>/data/{TRAJECTORY}")
         return [RobomindEpisode(p) for p in paths]
@@ -139,7 +157,7 @@ class RobomindSource(SourceAdapter):
                             else ())
             for name, a in arrays.items()
         }
-        kind = "sim" if "sim" in episode.robot_type else self.kind
+        kind = "sim" if "sim" in episode.robot_type else self.options.kind
         return SourceSpec(
             name=episode.source_name, kind=kind, format=self.format,
             embodiment=safe_name(episode.robot_type.removeprefix("h5_").removeprefix("sim_")).lower(),
@@ -147,35 +165,28 @@ class RobomindSource(SourceAdapter):
             description=f"RoboMIND {episode.robot_type}",
         )
 
-    @cached_property
-    def source_specs(self) -> dict[str, SourceSpec]:
-        firsts: dict[str, RobomindEpisode] = {}
+    def describe(self) -> list[SourceSpec]:
+        """Each robot type's spec, from its first episode that can be read (one per type is enough)."""
+        specs: dict[str, SourceSpec] = {}
         for episode in self.episodes:
-            firsts.setdefault(episode.source_name, episode)
-        specs = []
-        for episode in firsts.values():
-            try:
-                specs.append(self._spec_of(episode))
-            except (OSError, ValueError, KeyError):
-                continue  # that file's work item is quarantined with the reason
-        return {spec.name: spec for spec in merge_specs(specs)}
-
-    def specs(self) -> list[SourceSpec]:
-        return list(self.source_specs.values())
+            if episode.source_name not in specs:
+                try:
+                    specs[episode.source_name] = self._spec_of(episode)
+                except (OSError, ValueError, KeyError):
+                    continue  # that file's work item is quarantined with the reason; the next one describes the type
+        return list(specs.values())
 
     def work_items(self) -> list[WorkItem]:
-        return [WorkItem(key=str(e.path.parent.parent.relative_to(self.root)), path=str(e.path),
+        return [WorkItem(key=self.relative(e.path.parent.parent), path=str(e.path),
                          options={"index": i}) for i, e in enumerate(self.episodes)]
 
     def read(self, item: WorkItem) -> Iterator[Episode]:
         episode = self.episodes[item.options["index"]]
         arrays, frames, lengths = episode.read(with_pixels=True)
-        if len(set(lengths.values())) != 1:
-            raise ValueError(f"{episode.path}: streams have unequal lengths: "
-                             + ", ".join(f"{k}={v}" for k, v in sorted(lengths.items())))
-        spec = self.source_specs[episode.source_name]
+        num_steps = common_length(lengths, str(episode.path))
+        spec = self.spec_of(episode.source_name)
         yield Episode(
-            source=spec.name, native_key=item.key, num_steps=next(iter(lengths.values())), frames=frames,
+            source=spec.name, native_key=item.key, num_steps=num_steps, frames=frames,
             arrays=arrays, language=episode.task.replace("_", " "), split=safe_name(episode.split),
             info={"robot_type": episode.robot_type, "task": episode.task},
         )
