@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Literal, get_args
 
 import jsonschema
 import numpy as np
@@ -21,7 +21,8 @@ import pyarrow as pa
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = (1,)
-SOURCE_KINDS = ("teleop", "human_demo", "egocentric_video", "sim", "generated")
+SourceKind = Literal["teleop", "human_demo", "egocentric_video", "sim", "generated"]
+SOURCE_KINDS: tuple[str, ...] = get_args(SourceKind)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]+$")
 DATASET_JSON = "dataset.json"
 EPISODES_PARQUET = "episodes.parquet"

@@ -13,19 +13,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 from wamdata.format.config import typed
-from wamdata.format.schema import SOURCE_KINDS, Episode, SchemaError, Slice, SourceSpec
+from wamdata.format.schema import Episode, SchemaError, Slice, SourceSpec
 
 _REGISTRY: dict[str, type[SourceAdapter]] = {}
 T = TypeVar("T")
 
-# The schema's source kinds as a type, so that a ``kind`` option outside them fails when the options are read
-# (``typed`` checks Literal values), not when the dataset is written after every input has been read.
-SourceKind = Literal[SOURCE_KINDS]
 
 
 class InputError(SchemaError):
@@ -69,16 +66,15 @@ class SourceAdapter(ABC):
     unknown or mistyped option fails here, naming the option, the format and the known options."""
 
     format: ClassVar[str]
-    Options: ClassVar[type | None] = None
+    Options: ClassVar[type]
 
     def __init__(self, input: str, **options: Any) -> None:
         self.input = input
-        self.options = typed(self.Options, options, f"source format {self.format!r}") if self.Options else options
+        self.options = typed(self.Options, options, f"source format {self.format!r}")
 
     def options_record(self) -> dict[str, Any]:
         """The options as plain JSON values: what names an ingest run (a re-run with other options starts over)."""
-        values = dataclasses.asdict(self.options) if dataclasses.is_dataclass(self.options) else self.options
-        return json.loads(json.dumps(values, sort_keys=True, default=str))
+        return json.loads(json.dumps(dataclasses.asdict(self.options), sort_keys=True, default=str))
 
     def relative(self, path: str | Path) -> str:
         """``path`` as named below the input (the file's name when the input is that file): what work item keys
@@ -107,10 +103,10 @@ class SourceAdapter(ABC):
         """dataset.json's description of a dataset made from this input alone (None: no description)."""
         return None
 
+    @abstractmethod
     def describe(self) -> list[SourceSpec]:
         """The sources this input holds episodes of, with their feature specs (read from metadata); called
         once, through ``specs`` / ``spec_of``."""
-        raise NotImplementedError(f"{type(self).__name__}.describe")  # abstract once every adapter has it
 
     @cached_property
     def _specs(self) -> dict[str, SourceSpec]:
@@ -177,7 +173,7 @@ def require_positive(options: Any, *names: str) -> None:
     for name in names:
         value = getattr(options, name)
         if value is not None and not value > 0:
-            raise ValueError(f"{name} must be positive, got {value!r}")
+            raise ValueError(f"option {name} must be positive, got {value!r}")
 
 
 def chosen_fps(option: float | None, recorded: float | None, default: float, where: str, default_is: str) -> float:

@@ -54,11 +54,11 @@ from typing import Any, ClassVar, Literal, Protocol
 import numpy as np
 from PIL import Image
 
-from wamdata.format.schema import ArraySpec, CameraSpec, Episode, SourceSpec
+from wamdata.format.schema import ArraySpec, CameraSpec, Episode, SourceKind, SourceSpec
 from wamdata.media.codec import codec_with
 from wamdata.media.decode import VideoDecodeError, VideoInfo, probe_video
 from wamdata.media.frames import FrameFit, resized_size
-from wamdata.sources.base import DefaultChosen, Rejected, SourceAdapter
+from wamdata.sources.base import DefaultChosen, Rejected, SourceAdapter, require_positive
 
 # Timestamps are compared with this slack (seconds): far below one frame at any real rate, far above the
 # rounding of a frame number divided by a rate such as 60000/1001.
@@ -70,17 +70,6 @@ ASPECT_TOLERANCE = 0.01
 
 
 # ------------------------------------------------------------------------------------------- options
-
-# wamdata.format.schema.SOURCE_KINDS, as a type the options check against.
-SourceKind = Literal["teleop", "human_demo", "egocentric_video", "sim", "generated"]
-
-
-def check_positive(options: object, *names: str) -> None:
-    for name in names:
-        value = getattr(options, name)
-        if value is not None and not value > 0:
-            raise ValueError(f"option {name} must be positive, got {value!r}")
-
 
 def parse_aspect(text: str) -> tuple[int, int]:
     """"16:9" -> (16, 9); ValueError on anything but two positive whole numbers."""
@@ -106,7 +95,7 @@ class ClipOptions:
     video: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        check_positive(self, "fps", "short_side")
+        require_positive(self, "fps", "short_side")
         if self.aspect is not None:
             parse_aspect(self.aspect)
         codec_with(self.video)  # a mistyped codec field fails here, with the other options
@@ -122,7 +111,7 @@ class WindowOptions(ClipOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive(self, "clip_seconds", "stride_seconds")
+        require_positive(self, "clip_seconds", "stride_seconds")
 
 
 @dataclass(frozen=True)

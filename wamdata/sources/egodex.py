@@ -37,12 +37,11 @@ from typing import Any
 import h5py
 import numpy as np
 
-from wamdata.format.schema import ArraySpec, Episode, Slice
+from wamdata.format.schema import ArraySpec, Episode, Slice, SourceKind
 from wamdata.media.decode import VideoDecodeError, VideoInfo, iter_frames
 from wamdata.sources.base import Rejected, WorkItem, json_value, register
 from wamdata.sources.clips import (
     Clip,
-    SourceKind,
     SourceNaming,
     VideoClipSource,
     WindowOptions,

@@ -46,6 +46,7 @@ from wamdata.sources.base import (
     find_files,
     natural_key,
     register,
+    require_positive,
 )
 from wamdata.sources.clips import (
     Clip,
@@ -53,7 +54,6 @@ from wamdata.sources.clips import (
     WindowOptions,
     array_frames,
     camera_spec,
-    check_positive,
     clip_episodes,
     cut_clips,
     resolve_format,
@@ -95,7 +95,7 @@ class EgoMimicOptions(WindowOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive(self, "fps_native")
+        require_positive(self, "fps_native")
 
 
 @dataclass

@@ -43,13 +43,12 @@ from typing import Any
 
 from wamdata.format.schema import Episode
 from wamdata.media.decode import VideoInfo, iter_frames
-from wamdata.sources.base import Rejected, WorkItem, register
+from wamdata.sources.base import Rejected, WorkItem, register, require_positive
 from wamdata.sources.clips import (
     ClipOptions,
     ClipRequest,
     SourceNaming,
     VideoClipSource,
-    check_positive,
     image_folder_frames,
     probe,
     split_long,
@@ -108,7 +107,7 @@ class EpicKitchensOptions(ClipOptions, SourceNaming):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive(self, "max_clip_seconds")
+        require_positive(self, "max_clip_seconds")
 
 
 @register

@@ -25,10 +25,10 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from wamdata.format.schema import NAME_PATTERN, ArraySpec, CameraSpec, Episode, Slice, SourceSpec
+from wamdata.format.schema import NAME_PATTERN, ArraySpec, CameraSpec, Episode, Slice, SourceKind, SourceSpec
 from wamdata.media.codec import codec_for_frames
 from wamdata.media.decode import decode_frames, probe_video
-from wamdata.sources.base import InputError, InputWarning, SourceAdapter, SourceKind, WorkItem, register, safe_name
+from wamdata.sources.base import InputError, InputWarning, SourceAdapter, WorkItem, register, safe_name
 
 BOOKKEEPING_COLUMNS = ("index", "episode_index", "frame_index")
 ARRAY_NAMES = {"observation.state": "state", "action": "action"}

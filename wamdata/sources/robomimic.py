@@ -24,12 +24,11 @@ from typing import Any
 import h5py
 import numpy as np
 
-from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
+from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceKind, SourceSpec
 from wamdata.media.codec import codec_for_frames
 from wamdata.sources.base import (
     InputError,
     SourceAdapter,
-    SourceKind,
     WorkItem,
     chosen_fps,
     common_length,

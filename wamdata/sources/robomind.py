@@ -26,11 +26,10 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
+from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceKind, SourceSpec
 from wamdata.media.codec import codec_for_frames
 from wamdata.sources.base import (
     SourceAdapter,
-    SourceKind,
     WorkItem,
     common_length,
     laid_end_to_end,

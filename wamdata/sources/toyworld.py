@@ -17,9 +17,9 @@ from typing import Any, Literal
 import yaml
 
 from wamdata.format.config import typed
-from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceSpec
+from wamdata.format.schema import ArraySpec, CameraSpec, Episode, Slice, SourceKind, SourceSpec
 from wamdata.media.codec import codec_with
-from wamdata.sources.base import InputError, SourceAdapter, SourceKind, WorkItem, register, require_positive
+from wamdata.sources.base import InputError, SourceAdapter, WorkItem, register, require_positive
 from wamdata.toy import world as toyworld
 
 TOYWORLD_FPS = 10.0
