@@ -4,6 +4,7 @@ the losses and weights of an uninterrupted run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -149,17 +150,36 @@ def run(command: list[str]) -> str:
     return done.stdout
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, from /proc (torchrun starts each rank in a session of its own)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # a process that ended meanwhile
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
+
+
 def kill_after_first_checkpoint(command: list[str], out: Path) -> None:
-    """Start ``command`` and SIGKILL it (its whole process group: torchrun's ranks too) once ``out`` holds a
-    checkpoint."""
+    """Start ``command`` and SIGKILL it and every process it started (torchrun's ranks), as a machine that
+    loses power would, once ``out`` holds a checkpoint."""
     process = subprocess.Popen(command, env={**ENV, "GLOO_SOCKET_IFNAME": "lo"}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+                               stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while not (out / TRAINER).is_file():
         assert process.poll() is None, "the training ended before a checkpoint appeared"
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    os.killpg(process.pid, signal.SIGKILL)
+    for pid in [process.pid, *descendants(process.pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     process.wait(timeout=30)
 
 
