@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from conftest import free_loopback_port
+from wamdata.cli import main
 from wamdata.labeling.config import IDMConfig
 from wamdata.labeling.idm import idm_predict, train_idm
 from wamdata.train.checkpoint import (
@@ -134,6 +135,18 @@ def test_checkpoints_of_another_run_or_other_files_are_refused_naming_them(tmp_p
     with pytest.raises(CheckpointError, match=f"{other}: holds files but no {TRAINER}"):
         train_idm(config, training, frames, actions, runtime=CPU, out=other)
     assert (other / "notes.txt").read_text() == "mine"
+
+
+def test_the_cli_refuses_to_resume_another_run_naming_the_file(demo_dataset: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "idm"
+    args = ["label", "train-idm", str(demo_dataset), "--embodiment", "toy_pusher", "--out", str(out), "--steps", "4"]
+    assert main(args) == 0
+    assert main([*args, "--set", "hidden=64"]) == 1
+    assert (f"wamdata label train-idm: error: {out / TRAINER}: saved by a run with other options (model.hidden: saved "
+            "256, now 64)") in capsys.readouterr().err
+    assert main([*args, "--set", "hiden=64"]) == 1
+    assert "label train-idm: unknown option 'hiden' (did you mean 'hidden'?)" in capsys.readouterr().err
 
 
 def wamdata(args: list[str], torchrun: int = 0) -> list[str]:

@@ -1,9 +1,6 @@
-"""A batch source over arrays held in memory: the labelers' training windows.
-
-The toy-world and debug-sized datasets the action labelers train on in minutes fit in memory, so a trainer
-reads its windows through the stream once (``wamdata.labeling.windows``) and then draws minibatches from the
-arrays: on a 2-core machine that keeps the cores on the networks instead of on decoding the same video every
-epoch. A larger run trains from a ``wamdata.stream.StreamLoader``, which has the same ``state_dict()`` shape.
+"""A batch source over arrays held in memory: the labelers' training windows, read once through the stream
+(``wamdata.labeling.windows`` says why they are in memory). A run too large for memory trains from a
+``wamdata.stream.StreamLoader``, a batch source of the same shape (``state_dict()`` / ``load_state_dict()``).
 """
 
 from __future__ import annotations

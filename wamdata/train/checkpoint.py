@@ -133,9 +133,9 @@ def load_training(folder: Path, run: Mapping[str, Any], runtime: Runtime) -> Tra
     runtime.barrier()
     path = folder / TRAINER
     if not path.is_file():
-        if folder.is_dir() and any(folder.iterdir()):
-            raise CheckpointError(f"{folder}: holds files but no {TRAINER}, so no training state to resume; give "
-                                  "another output folder (or remove this one)")
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+            raise CheckpointError(f"{folder}: {'holds files but' if folder.is_dir() else 'is a file, with'} no "
+                                  f"{TRAINER}, so no training state to resume; give another output folder")
         return None
     with reading(path):
         saved = json.loads(path.read_text())

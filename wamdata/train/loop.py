@@ -100,7 +100,8 @@ def train(build_model: Callable[[], nn.Module], objective: Objective, batches: B
             print(message, flush=True)
 
     # The same initial weights on every rank (DDP would broadcast rank 0's anyway); then what training draws
-    # (dropout masks, augmentations, code restarts) differs per rank, as the batches do.
+    # (dropout masks, augmentations, code restarts) differs per rank, as the batches do, from a seed other than
+    # the initialization's, so that those draws do not repeat its random numbers.
     torch.manual_seed(config.seed)
     model = build_model().to(runtime.device)
     torch.manual_seed(runtime.seed_for_rank(config.seed) + 1)
