@@ -43,21 +43,16 @@ sys.path.insert(0, str(REPO))  # run as a script from a checkout, without instal
 
 from wamdata.cluster import RaySession  # noqa: E402
 from wamdata.format.reader import Dataset  # noqa: E402
-from wamdata.labeling.apply import (  # noqa: E402
-    LabelOptions,
-    label_apply,
-    make_head,
-    open_checkpoint,
-    pooled_forward,
-    select_episodes,
-)
-from wamdata.labeling.checkpoint import save_checkpoint  # noqa: E402
+from wamdata.labeling.actor import episode_frames, pooled_forward  # noqa: E402
+from wamdata.labeling.apply import LabelOptions, label_apply, select_episodes  # noqa: E402
+from wamdata.labeling.checkpoint import open_checkpoint  # noqa: E402
 from wamdata.labeling.config import IDMConfig, LAMConfig  # noqa: E402
+from wamdata.labeling.heads import make_head  # noqa: E402
 from wamdata.labeling.idm import InverseDynamicsModel  # noqa: E402
 from wamdata.labeling.lam import LatentActionModel, frames_to_tensor  # noqa: E402
-from wamdata.media.frames import resize_frames  # noqa: E402
 from wamdata.sources.toyworld import load_config  # noqa: E402
 from wamdata.toy.demo import run_demo  # noqa: E402
+from wamdata.train.checkpoint import save_model  # noqa: E402
 
 BUILD = REPO / "build/bench"
 
@@ -76,7 +71,7 @@ def checkpoint(kind: str, folder: Path) -> Path:
     torch.manual_seed(0)
     model = (LatentActionModel(LAMConfig()) if kind == "lam"
              else InverseDynamicsModel(IDMConfig(action_dim=2, embodiment="toy_pusher")))
-    return save_checkpoint(model.eval(), folder / kind)
+    return save_model(model.eval(), folder / kind)
 
 
 def bare_worker(root: Path, folder: Path, options: LabelOptions, part: int, parts: int, barrier: Any,
@@ -85,11 +80,9 @@ def bare_worker(root: Path, folder: Path, options: LabelOptions, part: int, part
     torch.set_num_threads(1)
     dataset = Dataset.open(root)
     _, model = open_checkpoint(folder)
-    head = make_head(model, dataset, options)
-    size = (model.config.image_size, model.config.image_size)
+    head = make_head(model, dataset, options.mc_samples)
     episodes = select_episodes(dataset, options)[0][part::parts]
-    inputs = [(e, head.inputs(resize_frames(dataset.read_episode(e.episode_id).frames(e.camera), size), e.fps).copy())
-              for e in episodes]
+    inputs = [(e, head.inputs(episode_frames(dataset, e, model.config.image_size), e.fps).copy()) for e in episodes]
 
     @torch.no_grad()
     def forward(batch: np.ndarray) -> list[np.ndarray]:

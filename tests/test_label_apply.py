@@ -1,39 +1,37 @@
-"""``wamdata label apply``: side-car labels for every episode with provenance, a second run that does nothing, a
-killed run that resumes to the same bytes, the labels read back through the stream, refused checkpoints."""
+"""``wamdata label apply``: side-car labels for every episode with provenance, the labeler fed the pixels its
+training saw, a second run that does nothing, a killed run that resumes to the same bytes, the labels read back
+through the stream, refused checkpoints."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import file_digests, kill_cli_when
+from conftest import file_digests, kill_cli_when, small_demo_config
 from wamdata.cli import main
 from wamdata.format.labels import tar_name
 from wamdata.format.reader import Dataset
 from wamdata.format.shards import load_npy
 from wamdata.format.validate import validate
 from wamdata.ingest import ingest
-from wamdata.labeling.apply import (
-    THROTTLE_ENV,
-    IdmHead,
-    LabelingError,
-    LabelOptions,
-    label_apply,
-    pool_chunks,
-    pooled_forward,
-    read_tar,
-)
-from wamdata.labeling.checkpoint import labeler_id, load_checkpoint, save_checkpoint
+from wamdata.labeling.actor import episode_frames, pooled_forward, read_tar
+from wamdata.labeling.apply import LabelOptions, label_apply, select_episodes
+from wamdata.labeling.checkpoint import LabelingError, labeler_id, load_checkpoint
 from wamdata.labeling.config import IDMConfig, LAMConfig
+from wamdata.labeling.heads import IdmHead, LamHead, pool_chunks
 from wamdata.labeling.idm import InverseDynamicsModel
 from wamdata.labeling.lam import LatentActionModel, lam_latents
+from wamdata.labeling.windows import lam_windows, load_split
 from wamdata.media.frames import resize_frames
 from wamdata.stream import Normalizer, StreamConfig, WindowSpec, WindowStream
+from wamdata.toy.demo import run_demo
+from wamdata.train.checkpoint import save_model
 
 pytestmark = pytest.mark.usefixtures("local_ray")
 
@@ -43,14 +41,14 @@ GR00T = "lerobot_gr00t_picknplace/robot_sim.PickNPlace"
 def tiny_lam(folder: Path, **config: object) -> Path:
     """A random-init LAM: these tests are about the pipeline, not the model's quality."""
     torch.manual_seed(0)
-    return save_checkpoint(LatentActionModel(LAMConfig(**{"image_size": 32, "channels": 8, "codebook_size": 8,
+    return save_model(LatentActionModel(LAMConfig(**{"image_size": 32, "channels": 8, "codebook_size": 8,
                                                           **config})).eval(), folder)
 
 
 def tiny_idm(folder: Path, **config: object) -> Path:
     torch.manual_seed(0)
     defaults = {"action_dim": 2, "embodiment": "toy_pusher", "image_size": 32, "channels": 8, "hidden": 32, "chunk": 2}
-    return save_checkpoint(InverseDynamicsModel(IDMConfig(**{**defaults, **config})).eval(), folder)
+    return save_model(InverseDynamicsModel(IDMConfig(**{**defaults, **config})).eval(), folder)
 
 
 @pytest.fixture(scope="module")
@@ -149,30 +147,83 @@ def test_only_unlabeled_labels_the_action_free_episodes_and_a_full_run_adds_the_
         k: v for k, v in file_digests(side_car(labelled, checkpoints["idm"])).items() if k.endswith(".tar")}
 
 
-def test_a_killed_run_resumes_to_the_same_bytes(demo_dataset: Path, labelled: Path, checkpoints: dict[str, Path],
+@pytest.fixture(scope="module")
+def many_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small demo dataset written with about one episode per shard: one actor labels it tar after tar."""
+    config = small_demo_config()
+    config["shard_bytes"], config["native_formats"] = 10_000, {}
+    root = tmp_path_factory.mktemp("many_shards") / "toy"
+    assert run_demo(config, out=root, progress=False).problems == []
+    return root
+
+
+def all_cpus_free(timeout: float = 120) -> None:
+    """Wait until no actor holds a CPU of this module's Ray: a killed driver's actors are ended by Ray soon after
+    it, and one still labelling would race the run that resumes its work."""
+    import ray
+
+    deadline = time.monotonic() + timeout
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:
+        assert time.monotonic() < deadline, "the killed run's actors were not ended"
+        time.sleep(0.1)
+
+
+def test_a_killed_run_resumes_to_the_same_bytes(many_shards: Path, checkpoints: dict[str, Path],
                                                 tmp_path: Path) -> None:
-    root = tmp_path / "toy"
-    shutil.copytree(demo_dataset, root)
+    reference, root = tmp_path / "reference", tmp_path / "toy"
+    shutil.copytree(many_shards, reference)
+    shutil.copytree(many_shards, root)
+    label_apply(reference, checkpoints["lam"], progress=False)
+    total = data_shard_count(root)
+    assert total >= 30
     folder = side_car(root, checkpoints["lam"])
-    # Each actor waits 1 s after each tar: the run is killed with some tars written and most not.
-    kill_cli_when(["label", "apply", str(root), "--model", str(checkpoints["lam"])], folder, "*.tar",
-                  env={THROTTLE_ENV: "1"})
-    finished = len(list(folder.glob("*.tar")))
-    assert 1 <= finished < 9
+    # One actor labels the shards one after the other: killed at the first tar, the run has most still to do.
+    kill_cli_when(["label", "apply", str(root), "--model", str(checkpoints["lam"]), "--concurrency", "1"], folder,
+                  "*.tar")
+    all_cpus_free()
+    finished = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.glob("*.tar")}
+    assert 1 <= len(finished) < total
     assert not json.loads((folder / "labeler.json").read_text())["complete"]
     assert validate(root, progress=False)  # an unfinished side-car is a problem until the run is finished
     result = label_apply(root, checkpoints["lam"], progress=False)
-    assert result.tars_done_before >= finished
-    assert result.tars_written == data_shard_count(root) - result.tars_done_before
-    reference = side_car(labelled, checkpoints["lam"])
+    assert (result.tars_done_before, result.tars_written) == (len(finished), total - len(finished))
+    # the finished tars were kept, not written again
+    assert all(((folder / name).stat().st_ino, (folder / name).stat().st_mtime_ns) == kept
+               for name, kept in finished.items())
+    reference_folder = side_car(reference, checkpoints["lam"])
     assert {k: v for k, v in file_digests(folder).items() if k.endswith(".tar")} == {
-        k: v for k, v in file_digests(reference).items() if k.endswith(".tar")}
+        k: v for k, v in file_digests(reference_folder).items() if k.endswith(".tar")}
 
     def manifest(path: Path) -> dict:
         return {k: v for k, v in json.loads((path / "labeler.json").read_text()).items() if k != "created"}
 
-    assert manifest(folder) == manifest(reference)
+    assert manifest(folder) == manifest(reference_folder)
     assert validate(root, progress=False) == []
+
+
+def test_label_apply_feeds_a_labeler_the_pixels_its_training_saw(demo_dataset: Path,
+                                                                 checkpoints: dict[str, Path]) -> None:
+    """The training windows (read through the stream, resized by it) and label apply's inputs (decoded and
+    resized by the actor) of the same episode, for each model, are the same bytes."""
+    dataset = Dataset.open(demo_dataset)
+    lam, idm = load_checkpoint(checkpoints["lam"]), load_checkpoint(checkpoints["idm"])
+    size, k = lam.config.image_size, idm.config.chunk
+    lam_train, _ = lam_windows([str(demo_dataset)], lam.config.gap_seconds, "train", size, None)
+    idm_train = load_split([str(demo_dataset)], WindowSpec(horizon=k, action_horizon=k), "train", size, None,
+                           with_actions=True)
+    episodes = {e.episode_id: e for e in select_episodes(dataset, LabelOptions())[0]}
+    robot, human = idm_train.episode_ids[0], lam_train.episode_ids[lam_train.sources == "toy_human"][0]
+    idm_head = IdmHead(idm, Normalizer([dataset.info["stats"]], "bounds", ("action",)), mc_samples=1)
+    for windows, head, episode_id in ((lam_train, LamHead(lam), human), (lam_train, LamHead(lam), robot),
+                                      (idm_train, idm_head, robot)):
+        episode = episodes[episode_id]
+        frames = episode_frames(dataset, episode, size)
+        assert frames.shape == (episode.num_steps, size, size, 3) and dataset.sources[episode.source].cameras[
+            "front"].height == 64  # a real resize, from the stored 64 px
+        mine = windows.episode_ids == episode_id
+        trained = windows.frames[mine][np.argsort(windows.anchors[mine])]
+        applied = head.inputs(frames, episode.fps)
+        assert trained.shape == applied.shape and np.array_equal(trained, applied), (type(head).__name__, episode_id)
 
 
 def test_the_stream_serves_the_labels(labelled: Path, checkpoints: dict[str, Path]) -> None:

@@ -61,7 +61,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def demo_labeling(config: dict[str, Any], args: argparse.Namespace) -> int:
-    from wamdata.cli.label import lam_log_printer
+    from wamdata.cli.label import log_printer
     from wamdata.labeling.evaluate import format_quality
     from wamdata.toy.demo import run_demo_labeling
 
@@ -71,7 +71,7 @@ def demo_labeling(config: dict[str, Any], args: argparse.Namespace) -> int:
     print(f"\ntraining a latent action model on the video of {', '.join(labeling['train_sources'])} "
           f"(no actions used), then labeling and measuring it:")
     result = run_demo_labeling(config, out=args.out, progress=not args.quiet,
-                               on_log=None if args.quiet else lam_log_printer())
+                               on_log=None if args.quiet else log_printer())
     applied = result.applied
     print(f"checkpoint {result.checkpoint} ({result.train_windows} train windows, {result.seconds['train']:.0f} s)")
     print(f"label apply: {applied.labelled} episodes, {applied.frames} frames -> {applied.folder} "

@@ -4,69 +4,76 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
+import typing
 from collections.abc import Callable
-from dataclasses import fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wamdata.labeling.config import IDMConfig, LAMConfig
+from wamdata.format.config import ConfigError, with_overrides
+from wamdata.labeling.config import IDM_TRAINING, LAM_TRAINING, IDMConfig, LAMConfig, labeler_options
+from wamdata.train.config import TrainConfig
 
 if TYPE_CHECKING:  # the commands import torch, Ray and the models when they run, not when the CLI starts
-    from wamdata.labeling.idm import InverseDynamicsModel
-    from wamdata.labeling.lam import LatentActionModel, TrainLog
     from wamdata.train.runtime import Runtime
 
-# Config fields a user may set from the command line (the rest are the tuned defaults in the dataclasses).
-LAM_OPTIONS = ("steps", "batch_size", "lr", "codebook_size", "tokens", "code_dim", "gap_seconds", "image_size",
-               "model_size", "seed")
-IDM_OPTIONS = ("steps", "batch_size", "lr", "chunk", "dropout", "random_shift", "image_size", "model_size", "seed")
+# Options with a flag of their own (the rest are set with --set NAME=VALUE); all are fields of the labeler's
+# config or of its TrainConfig.
+TRAINING_FLAGS = ("steps", "batch_size", "lr", "seed", "warmup_steps", "grad_accumulation", "log_every",
+                  "save_every")
+LAM_FLAGS = ("codebook_size", "tokens", "code_dim", "gap_seconds", "image_size", *TRAINING_FLAGS)
+IDM_FLAGS = ("chunk", "dropout", "random_shift", "image_size", *TRAINING_FLAGS)
+IDM_FROM_DATA = ("action_dim", "embodiment")  # set by --embodiment and the dataset, not by --set
 
 
-def _overrides(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
-    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+def _options(args: argparse.Namespace, flags: tuple[str, ...]) -> dict[str, Any]:
+    """The labeler's options from its flags, then --set (which wins)."""
+    given = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
+    return with_overrides(given, args.set or [])
 
 
 def cmd_train_lam(args: argparse.Namespace) -> int:
     from wamdata.labeling.lam import train_lam
     from wamdata.labeling.windows import lam_windows
+    from wamdata.train.checkpoint import CheckpointError
     from wamdata.train.runtime import Runtime
 
-    config = replace(LAMConfig(), **_overrides(args, LAM_OPTIONS))
+    config, training = labeler_options(LAMConfig(), LAM_TRAINING, _options(args, LAM_FLAGS), "label train-lam")
     runtime = Runtime.from_environment()
     windows, gap = lam_windows(args.dataset, config.gap_seconds, "train", config.image_size, args.holdout_every,
-                               sources=args.source, max_windows=args.max_windows, seed=config.seed)
+                               sources=args.source, max_windows=args.max_windows, seed=training.seed)
     quiet = args.quiet or not runtime.is_main
     if not quiet:
-        print(f"train-lam: {len(windows)} windows (frame t, t+{gap} steps), {config.steps} steps, {_where(runtime)}")
-    model = train_lam(config, windows.frames, on_log=None if quiet else lam_log_printer(), runtime=runtime)
-    _save_and_close(model, args.out, runtime, "train-lam")
-    return 0
+        print(f"train-lam: {len(windows)} windows (frame t, t+{gap} steps), {training.steps} steps, {_where(runtime)}")
+    data = {"sources": args.source, "max_windows": args.max_windows, "holdout_every": args.holdout_every}
+    try:
+        train_lam(config, training, windows.frames, runtime=runtime, out=Path(args.out), run={"data": data},
+                  on_log=None if quiet else log_printer(), verbose=not quiet)
+    except CheckpointError as e:
+        print(f"wamdata label train-lam: error: {e}", file=sys.stderr)
+        return 1
+    return _close(args.out, runtime, "train-lam")
 
 
 def _where(runtime: Runtime) -> str:
     return f"{runtime.device.type}" + (f", {runtime.world_size} DDP ranks" if runtime.world_size > 1 else "")
 
 
-def _save_and_close(model: LatentActionModel | InverseDynamicsModel, out: str, runtime: Runtime, command: str) -> None:
-    """Rank 0 writes the checkpoint (every rank holds the same weights), then all ranks leave together."""
-    from wamdata.labeling.checkpoint import save_checkpoint
-
+def _close(out: str, runtime: Runtime, command: str) -> int:
+    """All ranks leave together (rank 0 wrote the checkpoint); rank 0 says where it is."""
     if runtime.is_main:
-        print(f"{command}: checkpoint {save_checkpoint(model, out)}")
+        print(f"{command}: checkpoint {out}")
     runtime.close()
+    return 0
 
 
-def lam_log_printer() -> Callable[[TrainLog], None]:
-    """A LAM training log callback printing one line per entry, with seconds since it was made."""
-    started = time.perf_counter()
-
-    def log(entry: TrainLog) -> None:
-        print(f"step {entry.step:6d}  loss {entry.loss:.5f}  reconstruction {entry.reconstruction:.5f}  "
-              f"perplexity {entry.perplexity:5.1f}  usage {entry.usage:.2f}  {time.perf_counter() - started:6.0f} s",
-              flush=True)
+def log_printer() -> Callable[[dict[str, float]], None]:
+    """A training log callback printing one line per entry: the step, the loss and metrics, the rate, the time."""
+    def log(entry: dict[str, float]) -> None:
+        metrics = "  ".join(f"{name} {value:.4g}" for name, value in entry.items()
+                            if name not in ("step", "lr", "seconds"))
+        print(f"step {int(entry['step']):6d}  {metrics}  lr {entry['lr']:.2e}  {entry['seconds']:6.0f} s", flush=True)
     return log
 
 
@@ -74,28 +81,36 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
     from wamdata.labeling.idm import train_idm
     from wamdata.labeling.windows import load_split
     from wamdata.stream import WindowSpec
+    from wamdata.train.checkpoint import CheckpointError
     from wamdata.train.runtime import Runtime
 
-    base = IDMConfig(action_dim=0, embodiment=args.embodiment)
-    config = replace(base, **_overrides(args, IDM_OPTIONS))
+    values = _options(args, IDM_FLAGS)
+    fixed = sorted(set(values) & set(IDM_FROM_DATA))
+    if fixed:
+        raise ConfigError(f"label train-idm: {fixed[0]} is set by --embodiment and the dataset's actions")
+    config, training = labeler_options(IDMConfig(action_dim=0, embodiment=args.embodiment), IDM_TRAINING, values,
+                                       "label train-idm")
     runtime = Runtime.from_environment()
     windows = load_split(args.dataset, WindowSpec(horizon=config.chunk, action_horizon=config.chunk), "train",
                          config.image_size, args.holdout_every, with_actions=True, max_windows=args.max_windows,
-                         seed=config.seed)
+                         seed=training.seed)
     windows = windows.select(windows.embodiments == args.embodiment)
     if not len(windows):
-        raise ValueError(f"no train windows with actions for embodiment {args.embodiment!r}")
+        raise ConfigError(f"label train-idm: no train windows with actions for embodiment {args.embodiment!r}")
     width = int(windows.action_mask[:, 0].all(axis=0).sum())
     config = replace(config, action_dim=width)
     quiet = args.quiet or not runtime.is_main
     if not quiet:
-        print(f"train-idm: {len(windows)} windows of {args.embodiment}, {width} action dims, {config.steps} steps, "
+        print(f"train-idm: {len(windows)} windows of {args.embodiment}, {width} action dims, {training.steps} steps, "
               f"{_where(runtime)}")
-    started = time.perf_counter()
-    model = train_idm(config, windows.frames, windows.actions[..., :width], runtime=runtime, on_log=None if quiet else (
-        lambda step, loss: print(f"step {step:6d}  mse {loss:.5f}  {time.perf_counter() - started:6.0f} s")))
-    _save_and_close(model, args.out, runtime, "train-idm")
-    return 0
+    data = {"max_windows": args.max_windows, "holdout_every": args.holdout_every}
+    try:
+        train_idm(config, training, windows.frames, windows.actions[..., :width], runtime=runtime, out=Path(args.out),
+                  run={"data": data}, on_log=None if quiet else log_printer(), verbose=not quiet)
+    except CheckpointError as e:
+        print(f"wamdata label train-idm: error: {e}", file=sys.stderr)
+        return 1
+    return _close(args.out, runtime, "train-idm")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -119,10 +134,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from wamdata.labeling.apply import THROTTLE_ENV, LabelingError, LabelOptions, label_apply
+    from wamdata.labeling.apply import LabelOptions, label_apply
+    from wamdata.labeling.checkpoint import LabelingError
 
-    options = LabelOptions(only_unlabeled=args.only_unlabeled, throttle_seconds=float(os.environ.get(THROTTLE_ENV, 0)),
-                           **_overrides(args, ("camera", "batch_size", "mc_samples")))
+    given = {name: getattr(args, name) for name in ("camera", "batch_size", "mc_samples")}
+    options = LabelOptions(only_unlabeled=args.only_unlabeled, **{k: v for k, v in given.items() if v is not None})
     try:
         result = label_apply(args.dataset, args.model, options=options, address=args.address,
                              concurrency=args.concurrency, progress=not args.quiet)
@@ -141,11 +157,16 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_config_options(parser: argparse.ArgumentParser, config_type: type, names: tuple[str, ...]) -> None:
-    types = {f.name: f.type for f in fields(config_type)}
-    for name in names:
-        kind = {"int": int, "float": float}[str(types[name])]
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"default: the {config_type.__name__} value")
+def _add_labeler_options(parser: argparse.ArgumentParser, model: object, training: TrainConfig,
+                         flags: tuple[str, ...]) -> None:
+    """A flag per name in ``flags`` (its type and default from the labeler's defaults), and --set for any field."""
+    defaults = {**asdict(model), **asdict(training)}
+    types = {**typing.get_type_hints(type(model)), **typing.get_type_hints(TrainConfig)}
+    for name in flags:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=types[name], help=f"default {defaults[name]}")
+    names = ", ".join(sorted(name for name in defaults if name not in IDM_FROM_DATA))
+    parser.add_argument("--set", action="append", metavar="NAME=VALUE",
+                        help=f"any option, the value read as YAML (repeat for several): {names}")
 
 
 def _add_holdout(parser: argparse.ArgumentParser) -> None:
@@ -158,19 +179,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     commands = label.add_subparsers(dest="label_command", required=True)
     lam = commands.add_parser("train-lam", help="train a VQ latent action model on every video of the train split")
     lam.add_argument("dataset", nargs="+", help="dataset folders or URLs (one fps)")
-    lam.add_argument("--out", required=True, help="checkpoint folder (model.safetensors + config.json)")
+    lam.add_argument("--out", required=True, help="checkpoint folder (model.safetensors + config.json, and the "
+                     "training state: the same command run again resumes from it)")
     lam.add_argument("--max-windows", type=int, help="train on at most this many windows")
     lam.add_argument("--source", action="append", help="train on this source only; repeat for several (default: all)")
     _add_holdout(lam)
-    _add_config_options(lam, LAMConfig, LAM_OPTIONS)
+    _add_labeler_options(lam, LAMConfig(), LAM_TRAINING, LAM_FLAGS)
     lam.set_defaults(func=cmd_train_lam)
     idm = commands.add_parser("train-idm", help="train an inverse dynamics model on one embodiment's train episodes")
     idm.add_argument("dataset", nargs="+")
     idm.add_argument("--embodiment", required=True)
-    idm.add_argument("--out", required=True)
+    idm.add_argument("--out", required=True, help="checkpoint folder, as for train-lam")
     idm.add_argument("--max-windows", type=int)
     _add_holdout(idm)
-    _add_config_options(idm, IDMConfig, IDM_OPTIONS)
+    _add_labeler_options(idm, IDMConfig(action_dim=0, embodiment=""), IDM_TRAINING, IDM_FLAGS)
     idm.set_defaults(func=cmd_train_idm)
     check = commands.add_parser("eval", help="held-out probe R2 / IDM R2 against mean-action and frame-diff baselines")
     check.add_argument("dataset", nargs="+")

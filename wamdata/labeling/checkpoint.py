@@ -1,4 +1,5 @@
-"""Checkpoints: ``model.safetensors`` (weights and buffers) + ``config.json`` (the model's config).
+"""A labeler's checkpoint: the model folder ``wamdata label train-lam / train-idm`` write (``model.safetensors``
++ ``config.json``, see wamdata.train.checkpoint), loaded as a LAM or an IDM, and its identity.
 
 Loading reads tensors and JSON only, never pickles, so a checkpoint from anywhere is safe to open. The
 labeler id that names a model's label side-cars is a hash of both files: same weights and config, same id.
@@ -8,32 +9,31 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from safetensors.torch import load_file, save_file
-from torch import nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from wamdata.labeling.config import IDMConfig, LAMConfig
 from wamdata.labeling.idm import InverseDynamicsModel
 from wamdata.labeling.lam import LatentActionModel
+from wamdata.train.checkpoint import CONFIG, WEIGHTS
 
-WEIGHTS, CONFIG = "model.safetensors", "config.json"
-
-
-def save_checkpoint(model: LatentActionModel | InverseDynamicsModel, folder: str | Path) -> Path:
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    # contiguous copies: safetensors refuses views, and the weights must not alias the live model's.
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, folder / WEIGHTS)
-    (folder / CONFIG).write_text(json.dumps(model.config.to_json(), indent=2) + "\n")
-    return folder
+Labeler = LatentActionModel | InverseDynamicsModel
 
 
-def load_checkpoint(folder: str | Path) -> LatentActionModel | InverseDynamicsModel:
+class LabelingError(ValueError):
+    """A checkpoint, option or dataset that cannot be labelled as asked; the message names the file."""
+
+
+def load_checkpoint(folder: str | Path) -> Labeler:
     folder = Path(folder)
     config = json.loads((folder / CONFIG).read_text())
     kind = config.pop("model")
-    model: nn.Module
+    model: Labeler
     if kind == "lam":
         model = LatentActionModel(LAMConfig(**config))
     elif kind == "idm":
@@ -49,3 +49,32 @@ def labeler_id(folder: str | Path) -> str:
     folder = Path(folder)
     digest = hashlib.sha256((folder / WEIGHTS).read_bytes() + (folder / CONFIG).read_bytes()).hexdigest()[:12]
     return f"{json.loads((folder / CONFIG).read_text())['model']}-{digest}"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    folder: Path
+    labeler: str
+    config: dict[str, Any]
+    weights_sha256: str
+    config_sha256: str
+
+
+def open_checkpoint(folder: str | os.PathLike) -> tuple[Checkpoint, Labeler]:
+    """The checkpoint's identity and its model; any problem is a LabelingError naming the file at fault."""
+    folder = Path(folder)
+    for name in (CONFIG, WEIGHTS):
+        if not (folder / name).is_file():
+            raise LabelingError(f"{folder / name}: missing; --model takes a checkpoint folder ({WEIGHTS} + {CONFIG}) "
+                                "written by wamdata label train-lam / train-idm")
+    try:
+        config = json.loads((folder / CONFIG).read_text())
+        model = load_checkpoint(folder)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise LabelingError(f"{folder / CONFIG}: not a LAM/IDM config this wamdata reads: {type(e).__name__}: {e}"
+                            ) from None
+    except (SafetensorError, RuntimeError) as e:
+        raise LabelingError(f"{folder / WEIGHTS}: these weights do not load into the model {CONFIG} describes: "
+                            f"{e}") from None
+    digests = [hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in (WEIGHTS, CONFIG)]
+    return Checkpoint(folder, labeler_id(folder), config, *digests), model

@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +16,15 @@ from wamdata.format.validate import Problem, validate
 from wamdata.format.writer import DatasetSummary
 from wamdata.ingest import ingest
 from wamdata.labeling.apply import ApplyResult, LabelOptions, label_apply
-from wamdata.labeling.checkpoint import save_checkpoint
-from wamdata.labeling.config import LAMConfig
+from wamdata.labeling.config import LAM_TRAINING, LAMConfig, labeler_options
 from wamdata.labeling.evaluate import evaluate_lam
-from wamdata.labeling.lam import TrainLog, train_lam
+from wamdata.labeling.lam import train_lam
 from wamdata.labeling.windows import lam_windows
 from wamdata.media.codec import codec_with
 from wamdata.sources.toyworld import TOYWORLD_FPS, ToyWorldSource
 from wamdata.toy import world as toyworld
 from wamdata.toy.export import export_epic_kitchens, write_lerobot_v21, write_robomimic_hdf5
+from wamdata.train.checkpoint import save_model
 
 
 @dataclass
@@ -108,19 +108,20 @@ class DemoLabeling:
 
 
 def run_demo_labeling(config: dict[str, Any], out: str | Path | None = None, progress: bool = True,
-                      on_log: Callable[[TrainLog], None] | None = None) -> DemoLabeling | None:
+                      on_log: Callable[[dict[str, float]], None] | None = None) -> DemoLabeling | None:
     """Train the configured LAM on the demo dataset's train video (no actions used), label the dataset with it,
     and measure the labels on the held-out episodes that have true actions."""
     labeling = config.get("labeling")
     if not labeling:
         return None
     root = Path(out or config["out"])
-    lam_config = replace(LAMConfig(image_size=config["image_size"]), **labeling.get("lam", {}))
+    lam_config, training = labeler_options(LAMConfig(), LAM_TRAINING, labeling.get("lam", {}),
+                                           "pipelines config: labeling.lam")
     started = time.perf_counter()
     windows, _ = lam_windows([str(root)], lam_config.gap_seconds, "train", lam_config.image_size, None,
-                             sources=labeling["train_sources"], seed=lam_config.seed)
-    model = train_lam(lam_config, windows.frames, on_log=on_log)
-    checkpoint = save_checkpoint(model, root.with_name(f"{root.name}_lam"))
+                             sources=labeling["train_sources"], seed=training.seed)
+    model = train_lam(lam_config, training, windows.frames, on_log=on_log)
+    checkpoint = save_model(model, root.with_name(f"{root.name}_lam"))
     trained = time.perf_counter()
     applied = label_apply(root, checkpoint, options=LabelOptions(only_unlabeled=labeling["only_unlabeled"]),
                           progress=progress)

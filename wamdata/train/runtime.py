@@ -1,8 +1,9 @@
 """Where a trainer runs: one process (CUDA if there is a GPU, else CPU) or one rank of a torchrun DDP job.
 
-Under ``torchrun`` every rank holds the same in-memory windows (see ``wamdata.train.data``) and draws its own
-minibatches, so the effective batch is ``batch_size x world size``; DDP averages the gradients. On CUDA the
-forward and loss run under bf16 autocast (weights and optimizer state stay fp32).
+Under ``torchrun`` every rank draws its own minibatches (the labelers' from the same in-memory windows, see
+``wamdata.labeling.windows``; a stream's from its share of the epoch), so the effective batch is ``batch_size x
+grad_accumulation x world size``; DDP averages the gradients. On CUDA the forward and loss run under bf16
+autocast (weights and optimizer state stay fp32).
 """
 
 from __future__ import annotations
@@ -55,13 +56,22 @@ class Runtime:
             return model
         return DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
+    def gradient_sync(self, net: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
+        """Inside it, a backward pass all-reduces the gradients only if ``sync``: the micro-batches of one
+        accumulated step before the last need not (DDP's ``no_sync``)."""
+        return contextlib.nullcontext() if sync or not isinstance(net, DistributedDataParallel) else net.no_sync()
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
     def autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else contextlib.nullcontext()
 
     def close(self) -> None:
         """Leave the process group (after every rank is done, so rank 0's checkpoint is written first)."""
         if self.world_size > 1 and dist.is_initialized():
-            dist.barrier()
+            self.barrier()
             dist.destroy_process_group()
 
 
