@@ -13,7 +13,7 @@ LAM's codebook initialized by k-means when its quantizer starts), and the metric
 
 Resuming is exact: a run killed after a checkpoint and started again with the same options continues from
 the saved step with the same weights, optimizer moments, random draws and batches, so it logs the losses the
-uninterrupted run logs (tests/test_train_resume.py).
+uninterrupted run logs (tests/test_train.py).
 """
 
 from __future__ import annotations
