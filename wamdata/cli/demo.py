@@ -16,10 +16,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from wamdata.cluster import RaySession
     from wamdata.sources.toyworld import load_config
-    from wamdata.toy.demo import run_demo, run_native_ingest
 
     config = load_config(args.config)
+    with RaySession(None):  # one Ray for every stage, instead of one started and stopped per stage
+        return demo_stages(config, args)
+
+
+def demo_stages(config: dict[str, Any], args: argparse.Namespace) -> int:
+    from wamdata.toy.demo import run_demo, run_native_ingest
+
     result = run_demo(config, out=args.out, progress=not args.quiet)
     summary = result.summary
     rows = []

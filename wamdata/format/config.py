@@ -7,6 +7,7 @@ so a user can find it; an unknown key lists the known ones.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import re
@@ -81,7 +82,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def with_overrides(doc: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """A copy of ``doc`` with each ``key.path=value`` set, creating mappings on the way."""
-    out: dict[str, Any] = _copy(doc)
+    out: dict[str, Any] = copy.deepcopy(dict(doc))
     for text in overrides:
         path, value = parse_override(text)
         target = out
@@ -92,14 +93,6 @@ def with_overrides(doc: Mapping[str, Any], overrides: Iterable[str]) -> dict[str
             target = child
         target[path[-1]] = value
     return out
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
 
 
 def typed(cls: type[T], values: Mapping[str, Any], where: str, what: str = "option") -> T:

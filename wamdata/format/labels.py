@@ -39,8 +39,9 @@ class LabelMember:
     size: int
 
 
-def sidecar_url(root: str, labeler: str) -> str:
-    return join_url(root, f"{LABELS_DIR}/{labeler}")
+def sidecar_url(root: str | os.PathLike, labeler: str) -> str:
+    """Where a dataset's side-car ``labeler`` lies (a local path for a local dataset)."""
+    return join_url(str(root), f"{LABELS_DIR}/{labeler}")
 
 
 def tar_name(shard: str) -> str:

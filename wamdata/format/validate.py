@@ -15,7 +15,7 @@ import fsspec
 from tqdm import tqdm
 
 from wamdata.format.files import join_url
-from wamdata.format.labels import LABELER_JSON, LABELS_DIR, validate_labeler_manifest
+from wamdata.format.labels import LABELER_JSON, LABELS_DIR, sidecar_url, validate_labeler_manifest
 from wamdata.format.reader import Dataset
 from wamdata.format.schema import EPISODES_PARQUET, SchemaError, check_array, validate_meta
 from wamdata.format.shards import iter_samples, load_npy, read_members, sha256_of
@@ -117,7 +117,7 @@ def label_problems(dataset: Dataset) -> list[Problem]:
     episodes_by_labeler: dict[str, set[str]] = {}
     for path in sorted(fs.glob(f"{root}/{LABELS_DIR}/*/{LABELER_JSON}")):
         folder = path.rsplit("/", 1)[0]
-        folder_url = join_url(dataset.url, f"{LABELS_DIR}/{folder.rsplit('/', 1)[1]}")
+        folder_url = sidecar_url(dataset.url, folder.rsplit("/", 1)[1])
         url = join_url(folder_url, LABELER_JSON)
         try:
             manifest = json.loads(fs.cat_file(path))

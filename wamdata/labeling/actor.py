@@ -21,7 +21,7 @@ import ray
 import torch
 
 from wamdata.format.files import write_atomic
-from wamdata.format.labels import LABELS_DIR, tar_name
+from wamdata.format.labels import sidecar_url, tar_name
 from wamdata.format.reader import Dataset
 from wamdata.format.shards import iter_samples, npy_bytes, pack_tar
 from wamdata.labeling.checkpoint import LabelingError, open_checkpoint
@@ -122,7 +122,7 @@ class ShardLabeler:
         self.head = make_head(model.to(self.device), self.dataset, mc_samples)
         self.image_size = model.config.image_size
         self.batch_size = batch_size
-        self.folder = Path(dataset_url) / LABELS_DIR / labeler
+        self.folder = Path(sidecar_url(dataset_url, labeler))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         done = [self.label_shard(str(shard), [EpisodeRef(**e) for e in json.loads(str(episodes))])

@@ -50,10 +50,10 @@ from wamdata import __version__
 from wamdata.cluster import TASK_RETRIES, RaySession, ray_data_settings
 from wamdata.format.labels import (
     LABELER_JSON,
-    LABELS_DIR,
     read_manifest,
     record_labels,
     scan_sidecar,
+    sidecar_url,
     tar_name,
     write_manifest,
 )
@@ -189,7 +189,7 @@ def _finished_side_car(root: Path, labeler: str, dataset: Dataset, options: Labe
         episodes[episode_id] = {"tar": tar, "camera": episode_camera(options, row["cameras"]),
                                 "num_steps": row["num_steps"]}
         counts[tar] = counts.get(tar, 0) + 1
-    folder = root / LABELS_DIR / labeler
+    folder = Path(sidecar_url(root, labeler))
     tars = {t: {"sha256": sha256_of(str(folder / t)), "bytes": (folder / t).stat().st_size, "episodes": n}
             for t, n in sorted(counts.items())}
     return episodes, tars
@@ -236,7 +236,7 @@ def label_apply(dataset: str | os.PathLike, checkpoint: str | os.PathLike, *, op
                             f"{', without actions' if options.only_unlabeled else ''})")
     check_fits(found, model, data, selected)
     head = make_head(model, data, options.mc_samples)
-    folder = root / LABELS_DIR / found.labeler
+    folder = Path(sidecar_url(root, found.labeler))
     manifest = read_manifest(folder)
     values = options.manifest_options(found.config["model"])
     if manifest is not None and manifest["options"] != values:

@@ -9,7 +9,7 @@ import pkgutil
 import re
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
@@ -21,8 +21,8 @@ from wamdata.format.config import typed
 from wamdata.format.schema import Episode, SchemaError, Slice, SourceSpec
 
 _REGISTRY: dict[str, type[SourceAdapter]] = {}
+K = TypeVar("K")
 T = TypeVar("T")
-
 
 
 class InputError(SchemaError):
@@ -82,13 +82,13 @@ class SourceAdapter(ABC):
         path, root = Path(path), Path(self.input)
         return path.name if path == root else str(path.relative_to(root))
 
-    def work_items_of(self, files: dict[Path, T | InputError],
+    def work_items_of(self, files: Mapping[Path, T | Exception],
                       parts: Callable[[T], list[tuple[str, dict[str, Any]]]]) -> list[WorkItem]:
-        """The work items of files described by ``described_files``: ``<file>:<part>`` for each (part, options) of
+        """The work items of files described by ``described``: ``<file>:<part>`` for each (part, options) of
         ``parts(entry)``, and one ``<file>`` item for a file that could not be described (reading it raises why)."""
         items = []
         for path, entry in files.items():
-            if isinstance(entry, InputError):
+            if isinstance(entry, Exception):
                 items.append(WorkItem(key=self.relative(path), path=str(path)))
                 continue
             items += [WorkItem(key=f"{self.relative(path)}:{part}", path=str(path), options=options)
@@ -134,24 +134,26 @@ class SourceAdapter(ABC):
         ``Rejected`` in place of their episode."""
 
 
-def described_files(paths: list[Path], describe: Callable[[Path], T]) -> dict[Path, T | InputError]:
-    """``describe(path)`` of each file, or why it failed as an InputError naming the file: a file that cannot be
-    described is quarantined by its work item (which raises that error), and the others are read."""
-    out: dict[Path, T | InputError] = {}
-    for path in paths:
+def described(files: Mapping[K, Path], describe: Callable[[Path], T],
+              keep: tuple[type[Exception], ...] = (InputError,)) -> dict[K, T | Exception]:
+    """``describe(path)`` of each file, by its key, or in its place why it failed: a file that cannot be described
+    is quarantined by its work item (which raises that error, see ``entry_of``), and the others are read. An error
+    of a ``keep`` type, or one whose message names the file, is kept as it is; any other becomes an InputError
+    naming the file."""
+    out: dict[K, T | Exception] = {}
+    for key, path in files.items():
         try:
-            out[path] = describe(path)
-        except InputError as e:  # it names its file already
-            out[path] = e
+            out[key] = describe(path)
         except Exception as e:  # noqa: BLE001 - whatever the file's reader raises, that one file is quarantined
-            out[path] = InputError(f"{path}: cannot read: {type(e).__name__}: {e}")
+            named = isinstance(e, keep) or str(path) in str(e)
+            out[key] = e if named else InputError(f"{path}: cannot read: {type(e).__name__}: {e}")
     return out
 
 
-def entry_of(files: dict[Path, T | InputError], path: str | Path) -> T:
-    """The description of a file from ``described_files``; raises the InputError of one that has none."""
-    entry = files[Path(path)]
-    if isinstance(entry, InputError):
+def entry_of(described_files: Mapping[K, T | Exception], key: K) -> T:
+    """The description of a file from ``described``; raises the error kept for one that has none."""
+    entry = described_files[key]
+    if isinstance(entry, Exception):
         raise entry
     return entry
 

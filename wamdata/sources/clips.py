@@ -58,7 +58,7 @@ from wamdata.format.schema import ArraySpec, CameraSpec, Episode, SourceKind, So
 from wamdata.media.codec import codec_with
 from wamdata.media.decode import VideoDecodeError, VideoInfo, probe_video
 from wamdata.media.frames import FrameFit, resized_size
-from wamdata.sources.base import DefaultChosen, Rejected, SourceAdapter, require_positive
+from wamdata.sources.base import DefaultChosen, Rejected, SourceAdapter, described, entry_of, require_positive
 
 # Timestamps are compared with this slack (seconds): far below one frame at any real rate, far above the
 # rounding of a frame number divided by a rate such as 60000/1001.
@@ -239,6 +239,10 @@ def camera_spec(frame_format: FrameFormat, video: dict[str, Any] | None) -> Came
     return CameraSpec(frame_format.height, frame_format.width, codec_with(video).to_json())
 
 
+# What ``probe`` raises: each names the file.
+PROBE_ERRORS = (VideoDecodeError, OSError)
+
+
 def probe(path: str | Path) -> VideoInfo:
     """``probe_video`` with the file named in its error (a work item's reason must say which file). A missing
     file stays a FileNotFoundError; whatever else fails while opening or probing is a VideoDecodeError."""
@@ -253,14 +257,9 @@ def probe(path: str | Path) -> VideoInfo:
 
 
 def probe_all(paths: Mapping[str, Path]) -> dict[str, VideoInfo | Exception]:
-    """Each video probed, by key; a video that cannot be probed has the error in place of its format."""
-    probed: dict[str, VideoInfo | Exception] = {}
-    for key, path in paths.items():
-        try:
-            probed[key] = probe(path)
-        except (VideoDecodeError, OSError) as exc:
-            probed[key] = exc
-    return probed
+    """Each video probed, by key; a video that cannot be probed has the error (which names it) in place of its
+    format."""
+    return described(paths, probe, keep=PROBE_ERRORS)
 
 
 class VideoClipSource(SourceAdapter):
@@ -291,10 +290,7 @@ class VideoClipSource(SourceAdapter):
 
     def format_of(self, key: str) -> VideoInfo:
         """The probed format of a work item's video; raises what kept it from being probed."""
-        result = self.probed[key]
-        if isinstance(result, Exception):
-            raise result
-        return result
+        return entry_of(self.probed, key)
 
     @cached_property
     def frame_format(self) -> FrameFormat:

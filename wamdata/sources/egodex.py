@@ -38,9 +38,10 @@ import h5py
 import numpy as np
 
 from wamdata.format.schema import ArraySpec, Episode, Slice, SourceKind
-from wamdata.media.decode import VideoDecodeError, VideoInfo, iter_frames
-from wamdata.sources.base import Rejected, WorkItem, json_value, register
+from wamdata.media.decode import VideoInfo, iter_frames
+from wamdata.sources.base import Rejected, WorkItem, described, json_value, register
 from wamdata.sources.clips import (
+    PROBE_ERRORS,
     Clip,
     SourceNaming,
     VideoClipSource,
@@ -57,6 +58,14 @@ POINT_JOINTS = tuple(
     for finger in ("Thumb", "IndexFinger", "MiddleFinger", "RingFinger", "LittleFinger")
 )
 POSE_WIDTH = 9  # xyz + 6-D rotation
+
+
+def probe_beside(hdf5: Path) -> VideoInfo:
+    """The format of the video beside a tracking file (FileNotFoundError naming the tracking file if there is none)."""
+    video = hdf5.with_suffix(".mp4")
+    if not video.is_file():
+        raise FileNotFoundError(f"{hdf5}: its video {video.name} is missing")
+    return probe(video)
 
 
 def rotation_6d(rotations: np.ndarray) -> np.ndarray:
@@ -107,16 +116,7 @@ class EgoDexSource(VideoClipSource):
         return str(hdf5.relative_to(self.root).with_suffix(""))
 
     def video_formats(self) -> dict[str, VideoInfo | Exception]:
-        formats: dict[str, VideoInfo | Exception] = {}
-        for hdf5 in self.pairs:
-            video = hdf5.with_suffix(".mp4")
-            try:
-                if not video.is_file():
-                    raise FileNotFoundError(f"{hdf5}: its video {video.name} is missing")
-                formats[self.key_of(hdf5)] = probe(video)
-            except (OSError, VideoDecodeError) as exc:
-                formats[self.key_of(hdf5)] = exc
-        return formats
+        return described({self.key_of(hdf5): hdf5 for hdf5 in self.pairs}, probe_beside, keep=PROBE_ERRORS)
 
     def description(self) -> str:
         return "EgoDex dexterous human manipulation, head camera with tracked hands"

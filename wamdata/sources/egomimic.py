@@ -43,6 +43,8 @@ from wamdata.sources.base import (
     SourceAdapter,
     WorkItem,
     common_length,
+    described,
+    entry_of,
     find_files,
     natural_key,
     register,
@@ -127,20 +129,12 @@ class EgoMimicSource(SourceAdapter):
     @cached_property
     def files(self) -> dict[str, Path]:
         """Every .hdf5 file below the input (or the one file given), by its path relative to the input."""
-        return {str(p.relative_to(self.root)) if p != self.root else p.name: p
-                for p in find_files(self.root, (".hdf5",), "EgoMimic files")}
+        return {self.relative(p): p for p in find_files(self.root, (".hdf5",), "EgoMimic files")}
 
     @cached_property
     def scanned(self) -> dict[str, DemoFile | Exception]:
         """Each file's demos, read once from its metadata; a file that cannot be opened keeps the error."""
-        scanned: dict[str, DemoFile | Exception] = {}
-        for key, path in self.files.items():
-            try:
-                scanned[key] = self.scan(path)
-            except Exception as exc:  # noqa: BLE001 - h5py's errors on a damaged file are of many types
-                scanned[key] = exc if str(path) in str(exc) else ValueError(
-                    f"{path}: not a readable EgoMimic file: {type(exc).__name__}: {exc}")
-        return scanned
+        return described(self.files, self.scan)
 
     def scan(self, path: Path) -> DemoFile:
         with h5py.File(path, "r") as f:
@@ -214,12 +208,8 @@ class EgoMimicSource(SourceAdapter):
     def read(self, item: WorkItem) -> Iterator[Episode | Rejected]:
         path, demo_name = Path(item.path), item.options["demo"]
         file_key = item.key if demo_name is None else item.key[: -len(demo_name) - 1]
-        file = self.scanned[file_key]
-        if isinstance(file, Exception):
-            raise file
-        demo_layout = file.demos[demo_name]
-        if isinstance(demo_layout, Exception):
-            raise demo_layout
+        file = entry_of(self.scanned, file_key)
+        demo_layout = entry_of(file.demos, demo_name)
         variant = file.variant
         first, formats = self.layouts[variant]
         where = f"{path}: data/{demo_name}"

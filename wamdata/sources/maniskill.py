@@ -31,7 +31,7 @@ from wamdata.sources.base import (
     WorkItem,
     chosen_fps,
     common_length,
-    described_files,
+    described,
     entry_of,
     find_files,
     laid_end_to_end,
@@ -92,9 +92,10 @@ class ManiSkillSource(SourceAdapter):
         return meta
 
     @cached_property
-    def files(self) -> dict[Path, tuple[dict[str, Any], SourceSpec] | InputError]:
+    def files(self) -> dict[Path, tuple[dict[str, Any], SourceSpec] | Exception]:
         """Each recording's metadata and spec, or why it cannot be read (its work item is then quarantined)."""
-        return described_files(find_files(self.input, (".h5",), "ManiSkill trajectories"), self._described)
+        paths = find_files(self.input, (".h5",), "ManiSkill trajectories")
+        return described({path: path for path in paths}, self._described)
 
     def _described(self, path: Path) -> tuple[dict[str, Any], SourceSpec]:
         meta = self._metadata(path)
@@ -132,7 +133,7 @@ class ManiSkillSource(SourceAdapter):
         )
 
     def describe(self) -> list[SourceSpec]:
-        return [entry[1] for entry in self.files.values() if not isinstance(entry, InputError)]
+        return [entry[1] for entry in self.files.values() if not isinstance(entry, Exception)]
 
     def work_items(self) -> list[WorkItem]:
         return self.work_items_of(self.files, lambda entry: [(f"traj_{ep['episode_id']}", {"episode": ep})
@@ -140,7 +141,7 @@ class ManiSkillSource(SourceAdapter):
 
     def read(self, item: WorkItem) -> Iterator[Episode]:
         path = Path(item.path)
-        meta, own_spec = entry_of(self.files, path)
+        meta, own_spec = entry_of(self.files, Path(path))
         spec = self.spec_of(own_spec.name)  # merged with the other recordings of the same environment
         episode = item.options["episode"]
         traj_name = f"traj_{episode['episode_id']}"

@@ -32,7 +32,7 @@ from wamdata.sources.base import (
     WorkItem,
     chosen_fps,
     common_length,
-    described_files,
+    described,
     entry_of,
     find_files,
     json_value,
@@ -154,10 +154,10 @@ class RobomimicSource(SourceAdapter):
             require_positive(self, "fps")
 
     @cached_property
-    def files(self) -> dict[Path, tuple[RobomimicFile, SourceSpec] | InputError]:
+    def files(self) -> dict[Path, tuple[RobomimicFile, SourceSpec] | Exception]:
         """Each file's description and spec, or why it cannot be read (its work item is then quarantined)."""
-        return described_files(find_files(self.input, (".hdf5", ".h5"), "robomimic / robosuite HDF5 files"),
-                               self._described)
+        paths = find_files(self.input, (".hdf5", ".h5"), "robomimic / robosuite HDF5 files")
+        return described({path: path for path in paths}, self._described)
 
     def _described(self, path: Path) -> tuple[RobomimicFile, SourceSpec]:
         file = RobomimicFile(path)
@@ -194,14 +194,14 @@ class RobomimicSource(SourceAdapter):
         )
 
     def describe(self) -> list[SourceSpec]:
-        return [entry[1] for entry in self.files.values() if not isinstance(entry, InputError)]
+        return [entry[1] for entry in self.files.values() if not isinstance(entry, Exception)]
 
     def work_items(self) -> list[WorkItem]:
         return self.work_items_of(self.files, lambda entry: [(demo, {"demo": demo}) for demo in entry[0].demos])
 
     def read(self, item: WorkItem) -> Iterator[Episode]:
         path = Path(item.path)
-        file, own_spec = entry_of(self.files, path)
+        file, own_spec = entry_of(self.files, Path(path))
         spec = self.spec_of(own_spec.name)  # merged with the other files of the same environment
         demo_name = item.options["demo"]
         with open_hdf5(path) as f:
